@@ -1,0 +1,1 @@
+"""capflow: a reproducible pipeline for explanation-guided learning with attribution priors."""

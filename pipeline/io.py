@@ -1,0 +1,65 @@
+"""Artifact IO: Parquet (zstd) through polars, every write atomic, every read schema-checked."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.errors import ArtifactError
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    A crash or exception inside the block leaves no file at ``path`` (and removes the temporary),
+    so a reader never sees half an artifact. The rename is atomic on POSIX file systems.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        tmp.chmod(0o644)  # mkstemp creates 0600; artifacts are ordinary readable files
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_parquet(frame: pl.DataFrame, path: str | Path) -> None:
+    """Write ``frame`` to ``path`` as zstd Parquet, atomically."""
+    with atomic_write(path) as tmp:
+        # statistics off and one row group: identical input gives byte-identical files
+        frame.write_parquet(tmp, compression="zstd", statistics=False, row_group_size=max(len(frame), 1))
+
+
+def read_parquet(path: str | Path, *, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Read a Parquet artifact and check that it has (at least) the expected columns and dtypes.
+
+    Args:
+        path: the file.
+        schema: column name -> polars dtype that must be present; other columns are kept.
+
+    Raises:
+        ArtifactError: the file is missing, not Parquet, or lacks a column / has a wrong dtype.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: file not found (run the stage that produces it)")
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as exc:  # polars raises several types for corrupt files
+        raise ArtifactError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+    for column, dtype in schema.items():
+        if column not in frame.columns:
+            raise ArtifactError(f"{path}: missing column {column!r} (has {frame.columns})")
+        if frame.schema[column] != dtype:
+            raise ArtifactError(f"{path}: column {column!r} is {frame.schema[column]}, expected {dtype}")
+    return frame

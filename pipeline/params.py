@@ -1,0 +1,185 @@
+"""The typed, validated schema of params.yaml.
+
+Every stage calls :func:`load_params` first, so a misspelled key or a wrong type fails before any
+work starts, with one line that names the key and what is allowed. Each field is documented here;
+params.yaml holds the default (offline CPU) profile and profiles/paper.yaml the paper's setting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import ConfigError
+
+PARAMS_FILE = Path("params.yaml")
+MIRROR_ENV = "CAPFLOW_DATA_MIRROR"
+_SETTING = re.compile(r"^(full|k(\d+)-seed(\d+))$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetParams(_Section):
+    """One dataset: a folder under the mirror (or ``path``), or the Hugging Face hub."""
+
+    path: str | None = Field(None, description="folder under data.mirror (or absolute); default: the dataset's name")
+    hub: str | None = Field(None, description="hub id used when no local folder exists; built-ins are known by name")
+    labels: list[str] | None = Field(None, description="keep only these labels (a slice of the dataset)")
+    max_test_per_label: int | None = Field(None, gt=0, description="keep at most this many test rows per label")
+
+
+class DataParams(_Section):
+    mirror: str | None = Field("../shared/data", description=f"local mirror folder; ${MIRROR_ENV} overrides")
+    validation_fraction: float = Field(0.1, gt=0, lt=1, description="share of train drawn as validation where a dataset has none")
+    split_seed: int = Field(0, description="seed of that stratified draw")
+    datasets: dict[str, DatasetParams] = Field(description="name -> dataset; name is the artifact folder")
+
+
+class FewshotParams(_Section):
+    shots: list[Annotated[int, Field(gt=0)]] = Field(description="K examples per label for each k-shot setting")
+    seeds: list[int] = Field(description="one k-shot draw per seed")
+    full: bool = Field(True, description="also write the full-data setting")
+
+
+class TemplateParams(_Section):
+    system: str | None = Field(None, description="system message; None keeps the model's default")
+    user: str = Field(description="user message with {sentence} and, for CAP, {labels}")
+    answer_prefix: str = Field("", description="text the assistant turn starts with, before the label")
+
+
+class ScoringParams(_Section):
+    backend: Literal["transformers", "vllm", "openai"] = Field("transformers", description="LLM backend")
+    model: str = Field(description="built-in name, local dir or hub id of the teacher LLM")
+    base_url: str | None = Field(None, description="OpenAI-compatible server for backend=openai")
+    batch_size: int = Field(32, gt=0, description="suffixes scored per forward pass")
+    cap_template: TemplateParams
+    lime_template: TemplateParams
+
+
+class CapParams(_Section):
+    n: int = Field(64, gt=0, description="random masks per sentence (plus the d single-word masks)")
+    ridge_lambda: float = Field(1.0, gt=0, description="ridge penalty lambda")
+
+
+class LimeParams(_Section):
+    n: int = Field(64, gt=1, description="LIME samples per sentence (the first is the unmasked sentence)")
+    kernel_width: float = Field(25.0, gt=0, description="exponential kernel width on cosine distance x 100")
+
+
+class IgParams(_Section):
+    steps: int = Field(50, gt=0, description="IG interpolation steps for the IG prior")
+    internal_batch_size: int = Field(64, gt=0, description="captum internal batch size")
+
+
+class PriorsParams(_Section):
+    seed: int = Field(0, description="seed of the perturbations (per sentence, order independent)")
+    cap: CapParams = CapParams()
+    lime: LimeParams = LimeParams()
+    ig: IgParams = IgParams()
+    normalisation: Literal["l2", "minmax"] = Field("l2", description="per-sentence normalisation before fusion and in the loss")
+    fusion: Literal["mean", "max"] = Field("mean", description="word-wise combination of normalised priors")
+
+
+class StudentParams(_Section):
+    model: str = Field(description="built-in name, local dir or hub id of the student classifier")
+    max_length: int = Field(64, gt=4, description="tokens per sentence")
+    epochs: int = Field(10, gt=0)
+    lr: float = Field(5e-5, gt=0)
+    batch_size: int = Field(16, gt=0)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    ig_steps: int = Field(8, gt=0, description="m: IG steps of the differentiable self-attribution")
+    beta: float = Field(1.0, ge=0, description="weight of the attribution alignment loss")
+    seeds: list[int] = Field([0], min_length=1, description="training seeds")
+    methods: list[str] = Field(description="methods to train: baseline and prior sources")
+
+
+class AdversarialParams(_Section):
+    generator: Literal["rules", "llm"] = Field("rules", description="rule-based (deterministic) or LLM rewriting")
+    keywords_per_class: int = Field(10, gt=0)
+    targets_per_class: dict[str, int] = Field({}, description="target classes per source class by dataset (default 2)")
+    seed: int = 0
+
+
+class EvaluationParams(_Section):
+    ig_steps: int = Field(20, gt=0, description="IG steps of the rationale attribution")
+    fractions: list[Annotated[float, Field(gt=0, le=1)]] = [0.01, 0.05, 0.10, 0.20, 0.50]
+    batch_size: int = Field(64, gt=0)
+
+
+class ExperimentParams(_Section):
+    datasets: list[str] = Field(description="datasets that go through scoring, priors, training")
+    settings: list[str] = Field(description="settings (k<K>-seed<S> or full) run for each of them")
+
+
+class Params(_Section):
+    profile: str = Field(description="name of this parameter set (default, paper, ...)")
+    device: Literal["cpu", "cuda", "auto"] = Field("auto", description="auto = cuda when available")
+    data: DataParams
+    fewshot: FewshotParams
+    experiment: ExperimentParams
+    scoring: ScoringParams
+    priors: PriorsParams = PriorsParams()
+    student: StudentParams
+    adversarial: AdversarialParams = AdversarialParams()
+    evaluation: EvaluationParams = EvaluationParams()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Params:
+        for name in self.experiment.datasets:
+            if name not in self.data.datasets:
+                raise ValueError(f"experiment.datasets: {name!r} is not in data.datasets ({', '.join(self.data.datasets)})")
+        produced = set(setting_names(self.fewshot))
+        for setting in self.experiment.settings:
+            if setting not in produced:
+                raise ValueError(f"experiment.settings: {setting!r} is not produced by fewshot (has {sorted(produced)})")
+        return self
+
+
+def setting_names(fewshot: FewshotParams) -> list[str]:
+    """The settings the k-shot stage writes: k<K>-seed<S> for every K and seed, then ``full``."""
+    names = [f"k{k}-seed{s}" for k in fewshot.shots for s in fewshot.seeds]
+    return names + (["full"] if fewshot.full else [])
+
+
+def _one_line(error: ValidationError, path: Path) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "<root>"
+    if first["type"] == "extra_forbidden":
+        section = Params
+        for part in first["loc"][:-1]:
+            field = section.model_fields.get(str(part)) if isinstance(section, type) else None
+            section = field.annotation if field else None
+        allowed = ", ".join(section.model_fields) if isinstance(section, type) and issubclass(section, BaseModel) else "see pipeline/params.py"
+        return f"{path}: unknown key {key!r} (allowed here: {allowed})"
+    return f"{path}: {key}: {first['msg']} (got {first.get('input')!r})"
+
+
+def parse_params(raw: object, *, source: Path = PARAMS_FILE) -> Params:
+    """Validate a parsed YAML document; raise ConfigError with one line naming the key."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_one_line(error, source)) from None
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read parameters ({exc})") from None
+    return parse_params(raw, source=path)
+
+
+def mirror_dir(params: Params) -> Path | None:
+    """The local data mirror: $CAPFLOW_DATA_MIRROR, else data.mirror; None when it does not exist."""
+    folder = os.environ.get(MIRROR_ENV) or params.data.mirror
+    return Path(folder) if folder and Path(folder).is_dir() else None

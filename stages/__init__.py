@@ -1,0 +1,1 @@
+"""One module per pipeline stage: a pure function plus a thin CLI (`python -m stages.<name>`)."""

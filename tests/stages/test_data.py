@@ -1,0 +1,48 @@
+import os
+import subprocess
+import sys
+
+import polars as pl
+
+from stages import data
+from tests.stages.conftest import REPO, edit_params
+
+
+def test_writes_the_three_splits(workdir):
+    data.main("banking77_mini")
+    folder = workdir / "data" / "datasets" / "banking77_mini"
+    assert sorted(p.name for p in folder.iterdir()) == ["test.parquet", "train.parquet", "validation.parquet"]
+    train = pl.read_parquet(folder / "train.parquet")
+    assert train.columns == ["id", "text", "label"] and train["label"].n_unique() == 6
+
+
+def test_bad_dataset_leaves_no_artifact(workdir, tmp_path_factory):
+    mirror = tmp_path_factory.mktemp("mirror")
+    (mirror / "toy").mkdir()
+    pl.DataFrame({"text": ["hi", "bye"], "label": ["a", "b"]}).write_parquet(mirror / "toy" / "train.parquet")
+    pl.DataFrame({"text": ["hi", ""], "label": ["a", "b"]}).write_parquet(mirror / "toy" / "test.parquet")
+    edit_params(workdir, lambda raw: raw["data"]["datasets"].update(toy={"path": str(mirror / "toy")}))
+    result = subprocess.run([sys.executable, "-m", "stages.data", "toy"], capture_output=True, text=True,
+                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "toy/test.parquet: row 1: empty or whitespace-only text" in result.stderr
+    assert not (workdir / "data").exists()
+
+
+def test_misspelled_param_fails_in_one_line(workdir):
+    edit_params(workdir, lambda raw: raw["data"].update(mirorr="x"))
+    result = subprocess.run([sys.executable, "-m", "stages.data", "banking77"], capture_output=True, text=True,
+                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "capflow: error: params.yaml: unknown key 'data.mirorr' "
+        "(allowed here: mirror, validation_fraction, split_seed, datasets)"
+    )
+
+
+def test_mirror_from_environment(workdir, shared_data, monkeypatch):
+    edit_params(workdir, lambda raw: raw["data"].update(mirror="/nonexistent"))
+    monkeypatch.setenv("CAPFLOW_DATA_MIRROR", str(shared_data))
+    data.main("banking77_mini")
+    assert (workdir / "data" / "datasets" / "banking77_mini" / "test.parquet").is_file()

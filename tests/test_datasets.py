@@ -1,0 +1,120 @@
+import polars as pl
+import pytest
+
+from pipeline.datasets import prepare_dataset, read_hub, validate_split
+from pipeline.errors import DataError
+from pipeline.params import DatasetParams
+
+
+def _prepare(name, mirror, **config):
+    return prepare_dataset(name, DatasetParams(**config), mirror=mirror, validation_fraction=0.1, split_seed=0)
+
+
+def _write_folder(folder, *, train, test, fmt="parquet", labels=None):
+    folder.mkdir(parents=True)
+    for split, frame in (("train", train), ("test", test)):
+        if fmt == "csv":
+            frame.write_csv(folder / f"{split}.csv")
+        else:
+            frame.write_parquet(folder / f"{split}.parquet")
+    if labels is not None:
+        (folder / "labels.txt").write_text("\n".join(labels) + "\n")
+
+
+def _toy(n_per_label=4):
+    labels = ["greet", "bye"]
+    return pl.DataFrame({"text": [f"{l} message number {i}" for l in labels for i in range(n_per_label)],
+                         "label": [l for l in labels for _ in range(n_per_label)]})
+
+
+def test_banking77_from_the_mirror(shared_data):
+    splits = _prepare("banking77", shared_data)
+    assert len(splits["train"]) == 10_003 and splits["train"]["label"].n_unique() == 77
+    assert len(splits["test"]) == 3_080
+    assert splits["train"]["id"].is_unique().all()
+    # validation drawn from train, stratified: every label present, ~10 %, ids are train ids
+    validation = splits["validation"]
+    assert validation["label"].n_unique() == 77
+    assert 0.09 < len(validation) / 10_003 < 0.11
+    assert validation["id"].is_in(splits["train"]["id"].implode()).all()
+
+
+def test_ids_are_stable_across_runs(shared_data):
+    first = _prepare("hwu64", shared_data)
+    second = _prepare("hwu64", shared_data)
+    for split in ("train", "validation", "test"):
+        assert first[split].equals(second[split])
+    assert first["validation"]["id"][0].startswith("validation-")  # hwu64 has its own validation
+
+
+def test_a_slice_by_labels_and_test_cap(shared_data):
+    splits = _prepare("mini", shared_data, path="banking77", labels=["card_arrival", "exchange_rate"], max_test_per_label=7)
+    assert set(splits["train"]["label"]) == {"card_arrival", "exchange_rate"}
+    assert len(splits["test"]) == 14
+
+
+def test_new_folder_in_the_documented_format_works_by_configuration(tmp_path):
+    _write_folder(tmp_path / "toy", train=_toy(), test=_toy(2), fmt="csv")
+    splits = _prepare("toy", tmp_path)
+    assert len(splits["train"]) == 8 and len(splits["validation"]) == 2
+    assert splits["train"].columns == ["id", "text", "label"]
+
+
+def test_nested_folder_by_path(shared_data):
+    splits = _prepare("movies", shared_data, path="sentiment/movies_sst2")
+    assert set(splits["train"]["label"]) == {"negative", "positive"}
+
+
+def test_empty_text_names_file_and_row(tmp_path):
+    train = _toy().with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("   ")).otherwise(pl.col("text")).alias("text"))
+    _write_folder(tmp_path / "toy", train=train, test=_toy(2))
+    with pytest.raises(DataError, match=r"toy/train.parquet: row 3: empty or whitespace-only text"):
+        _prepare("toy", tmp_path)
+
+
+def test_label_outside_label_set(tmp_path):
+    test = _toy(2).with_columns(pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("shout")).otherwise(pl.col("label")).alias("label"))
+    _write_folder(tmp_path / "toy", train=_toy(), test=test, labels=["bye", "greet"])
+    with pytest.raises(DataError, match=r"toy/test.parquet: row 1: label 'shout' is not in the label set"):
+        _prepare("toy", tmp_path)
+
+
+def test_missing_split(tmp_path):
+    (tmp_path / "toy").mkdir()
+    _toy().write_parquet(tmp_path / "toy" / "train.parquet")
+    with pytest.raises(DataError, match=r"toy: missing split 'test'"):
+        _prepare("toy", tmp_path)
+
+
+def test_non_parquet_file(tmp_path):
+    _write_folder(tmp_path / "toy", train=_toy(), test=_toy(2))
+    (tmp_path / "toy" / "test.parquet").write_text("text,label\nhello,greet\n")
+    with pytest.raises(DataError, match=r"toy/test.parquet: not a readable Parquet file"):
+        _prepare("toy", tmp_path)
+
+
+def test_duplicate_ids(tmp_path):
+    train = _toy().with_columns(pl.lit("same").alias("id"))
+    _write_folder(tmp_path / "toy", train=train, test=_toy(2))
+    with pytest.raises(DataError, match=r"toy/train.parquet: row 1: duplicate id 'same'"):
+        _prepare("toy", tmp_path)
+
+
+def test_non_utf8_csv_names_line(tmp_path):
+    _write_folder(tmp_path / "toy", train=_toy(), test=_toy(2), fmt="csv")
+    path = tmp_path / "toy" / "test.csv"
+    path.write_bytes(path.read_bytes().replace(b"bye message number 1", b"bye m\xe9ssage"))
+    with pytest.raises(DataError, match=r"toy/test.csv: line 5: not UTF-8"):
+        _prepare("toy", tmp_path)
+
+
+def test_missing_text_column(tmp_path):
+    bad = pl.DataFrame({"sentence": ["a"], "label": ["x"]})
+    with pytest.raises(DataError, match="where.parquet: missing column 'text'"):
+        validate_split(bad, where="where.parquet", split="train", label_set={"x"})
+
+
+def test_hub_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="cannot download PolyAI/banking77 from the Hugging Face hub"):
+        read_hub("banking77", repo=None)

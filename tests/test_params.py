@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.errors import ConfigError
+from pipeline.params import load_params, parse_params, setting_names
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _default() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", ["params.yaml", "profiles/paper.yaml"])
+def test_shipped_profiles_validate(path):
+    params = load_params(REPO / path)
+    assert params.experiment.datasets
+    assert set(params.experiment.settings) <= set(setting_names(params.fewshot))
+
+
+def test_misspelled_key_fails_with_one_line_naming_it():
+    raw = _default()
+    raw["student"]["epocs"] = 3
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "'student.epocs'" in message and "epochs" in message  # names the key and what is allowed
+
+
+def test_unknown_top_level_key():
+    raw = _default() | {"sedd": 1}
+    with pytest.raises(ConfigError, match="unknown key 'sedd'.*allowed here: profile"):
+        parse_params(raw)
+
+
+def test_wrong_type_names_key_and_value():
+    raw = _default()
+    raw["priors"]["cap"]["n"] = "many"
+    with pytest.raises(ConfigError, match=r"priors\.cap\.n: .*integer.*'many'"):
+        parse_params(raw)
+
+
+def test_bad_choice_lists_allowed_values():
+    raw = _default()
+    raw["scoring"]["backend"] = "llamacpp"
+    with pytest.raises(ConfigError, match="scoring.backend: .*'transformers', 'vllm' or 'openai'"):
+        parse_params(raw)
+
+
+def test_experiment_setting_must_be_produced():
+    raw = _default()
+    raw["experiment"]["settings"] = ["k7-seed0"]
+    with pytest.raises(ConfigError, match="'k7-seed0' is not produced by fewshot"):
+        parse_params(raw)
+
+
+def test_setting_names():
+    params = parse_params(_default())
+    assert setting_names(params.fewshot) == ["k5-seed0"]
