@@ -18,7 +18,6 @@ from pipeline.params import DatasetParams
 
 SPLITS = ("train", "validation", "test")
 REQUIRED_SPLITS = ("train", "test")
-DATASET_SCHEMA = {"id": pl.String, "text": pl.String, "label": pl.String}
 
 # Hub sources of the built-in datasets (Parquet conversions on the hub, read without `datasets`).
 # Banking77: PolyAI/banking77 (Casanueva et al. 2020); CLINC150: clinc/clinc_oos, config "plus"

@@ -76,6 +76,7 @@ class LimeParams(_Section):
 class IgParams(_Section):
     steps: int = Field(50, gt=0, description="IG interpolation steps for the IG prior")
     internal_batch_size: int = Field(64, gt=0, description="captum internal batch size")
+    teacher_seed: int = Field(0, description="which baseline student (by training seed) the IG prior comes from")
 
 
 class PriorsParams(_Section):
@@ -97,11 +98,11 @@ class StudentParams(_Section):
     ig_steps: int = Field(8, gt=0, description="m: IG steps of the differentiable self-attribution")
     beta: float = Field(1.0, ge=0, description="weight of the attribution alignment loss")
     seeds: list[int] = Field([0], min_length=1, description="training seeds")
-    methods: list[str] = Field(description="methods to train: baseline and prior sources")
+    priors: list[str] = Field(description="prior combinations to train guided students with (baseline is always trained)")
 
 
 class AdversarialParams(_Section):
-    generator: Literal["rules", "llm"] = Field("rules", description="rule-based (deterministic) or LLM rewriting")
+    generator: Literal["rules"] = Field("rules", description="rule-based, deterministic (LLM rewriting: not yet)")
     keywords_per_class: int = Field(10, gt=0)
     targets_per_class: dict[str, int] = Field({}, description="target classes per source class by dataset (default 2)")
     seed: int = 0
@@ -139,6 +140,13 @@ class Params(_Section):
         for setting in self.experiment.settings:
             if setting not in produced:
                 raise ValueError(f"experiment.settings: {setting!r} is not produced by fewshot (has {sorted(produced)})")
+        from pipeline.priors.fusion import COMBINATIONS
+
+        unknown = [name for name in self.student.priors if name not in COMBINATIONS]
+        if unknown:
+            raise ValueError(f"student.priors: {unknown[0]!r} is not a prior combination ({', '.join(COMBINATIONS)})")
+        if self.priors.ig.teacher_seed not in self.student.seeds:
+            raise ValueError(f"priors.ig.teacher_seed: {self.priors.ig.teacher_seed} is not in student.seeds {self.student.seeds}")
         return self
 
 
@@ -158,6 +166,8 @@ def _one_line(error: ValidationError, path: Path) -> str:
             section = field.annotation if field else None
         allowed = ", ".join(section.model_fields) if isinstance(section, type) and issubclass(section, BaseModel) else "see pipeline/params.py"
         return f"{path}: unknown key {key!r} (allowed here: {allowed})"
+    if first["type"] == "value_error" and not first["loc"]:  # a cross-field check: its message names the keys
+        return f"{path}: {first['ctx']['error']}"
     return f"{path}: {key}: {first['msg']} (got {first.get('input')!r})"
 
 

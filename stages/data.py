@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 
+from pipeline.artifacts import DATASETS
 from pipeline.datasets import prepare_dataset
 from pipeline.errors import ConfigError
 from pipeline.io import write_parquet
 from pipeline.params import Params, load_params, mirror_dir
-
-DATASETS_DIR = Path("data/datasets")
 
 
 def build_dataset(params: Params, name: str) -> dict[str, pl.DataFrame]:
@@ -31,7 +28,7 @@ def main(dataset: str) -> None:
     """Write data/datasets/<dataset>/{train,validation,test}.parquet."""
     splits = build_dataset(load_params(), dataset)  # everything validated before the first write
     for split, frame in splits.items():
-        write_parquet(frame, DATASETS_DIR / dataset / f"{split}.parquet")
+        write_parquet(frame, DATASETS / dataset / f"{split}.parquet")
         print(f"{dataset}/{split}: {len(frame)} rows, {frame['label'].n_unique()} labels")
 
 

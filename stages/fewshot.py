@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 
+from pipeline.artifacts import DATASET_SCHEMA, DATASETS, FEWSHOT
 from pipeline.errors import DataError
 from pipeline.io import read_parquet, write_parquet
-from pipeline.datasets import DATASET_SCHEMA
 from pipeline.params import load_params, setting_names
-from stages.data import DATASETS_DIR
-
-FEWSHOT_DIR = Path("data/fewshot")
 
 
 def training_pool(train: pl.DataFrame, validation: pl.DataFrame) -> pl.DataFrame:
@@ -42,8 +37,8 @@ def k_shot(pool: pl.DataFrame, *, k: int, seed: int) -> pl.DataFrame:
 def main(dataset: str) -> None:
     """Write every configured setting of ``dataset`` under data/fewshot/<dataset>/."""
     params = load_params()
-    train = read_parquet(DATASETS_DIR / dataset / "train.parquet", schema=DATASET_SCHEMA)
-    validation = read_parquet(DATASETS_DIR / dataset / "validation.parquet", schema=DATASET_SCHEMA)
+    train = read_parquet(DATASETS / dataset / "train.parquet", schema=DATASET_SCHEMA)
+    validation = read_parquet(DATASETS / dataset / "validation.parquet", schema=DATASET_SCHEMA)
     pool = training_pool(train, validation)
     for setting in setting_names(params.fewshot):
         if setting == "full":
@@ -51,7 +46,7 @@ def main(dataset: str) -> None:
         else:
             k, seed = (int(part) for part in setting[1:].split("-seed"))
             frame = k_shot(pool, k=k, seed=seed)
-        write_parquet(frame, FEWSHOT_DIR / dataset / f"{setting}.parquet")
+        write_parquet(frame, FEWSHOT / dataset / f"{setting}.parquet")
         print(f"{dataset}/{setting}: {len(frame)} rows")
 
 

@@ -53,7 +53,15 @@ def test_bad_choice_lists_allowed_values():
 def test_experiment_setting_must_be_produced():
     raw = _default()
     raw["experiment"]["settings"] = ["k7-seed0"]
-    with pytest.raises(ConfigError, match="'k7-seed0' is not produced by fewshot"):
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    assert str(info.value) == "params.yaml: experiment.settings: 'k7-seed0' is not produced by fewshot (has ['k5-seed0'])"
+
+
+def test_unknown_prior_combination():
+    raw = _default()
+    raw["student"]["priors"] = ["cap", "shap"]
+    with pytest.raises(ConfigError, match="student.priors: 'shap' is not a prior combination"):
         parse_params(raw)
 
 

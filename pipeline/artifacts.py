@@ -1,0 +1,37 @@
+"""Where every artifact lives and what its columns are: the one place stages, tests and flows agree on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+DATASETS = Path("data/datasets")  # <dataset>/{train,validation,test}.parquet
+FEWSHOT = Path("data/fewshot")  # <dataset>/<setting>.parquet
+SCORES = Path("data/scores")  # <dataset>/<setting>.parquet (+ .stats.json)
+SCORE_CACHE = Path("data/cache/scores")  # content-addressed LLM scores, kept across reruns
+PRIORS = Path("data/priors")  # <dataset>/<setting>/{cap,lime,ig}.parquet
+FUSED = Path("data/fused")  # <dataset>/<setting>/<combination>.parquet
+ADVERSARIAL = Path("data/adversarial")  # <dataset>/<setting>/{add,replace}.parquet
+MODELS = Path("models")  # <dataset>/<setting>/<method>-seed<S>/
+METRICS = Path("metrics")  # <dataset>/<setting>/<method>-seed<S>.json
+REPORTS = Path("reports")
+
+DATASET_SCHEMA = {"id": pl.String, "text": pl.String, "label": pl.String}
+SCORES_SCHEMA = {"id": pl.String, "source": pl.String, "mask": pl.List(pl.Boolean), "logprob": pl.Float64}
+PRIORS_SCHEMA = {"id": pl.String, "words": pl.List(pl.String), "scores": pl.List(pl.Float64)}
+ADVERSARIAL_SCHEMA = {name: pl.String for name in ("id", "text", "label", "source_id", "target_class")}
+
+
+def priors_frame(ids: Sequence[str], words: Sequence[Sequence[str]], scores: Sequence[np.ndarray]) -> pl.DataFrame:
+    """The priors contract: id, words (whitespace words of text), scores (float64, one per word)."""
+    for i, (w, s) in enumerate(zip(words, scores, strict=True)):
+        if len(w) != len(s):
+            raise ValueError(f"sentence {ids[i]!r}: {len(w)} words but {len(s)} scores")
+    return pl.DataFrame(
+        {"id": list(ids), "words": [list(w) for w in words], "scores": [np.asarray(s, dtype=np.float64).tolist() for s in scores]},
+        schema=PRIORS_SCHEMA,
+    )
+

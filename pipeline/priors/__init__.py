@@ -1,0 +1,1 @@
+"""Word-level attribution priors (CAP, LIME) and their hybrid fusion."""

@@ -1,0 +1,62 @@
+"""LIME prior: lime's own kernel-weighted ridge regression on position-level word masks.
+
+The neighbourhood is built outside (``pipeline.perturb.lime_masks`` draws it as
+``LimeTextExplainer(bow=False)`` does, and the LLM scores each masked sentence); this module runs
+lime's regression on it. The target is the probability p = exp(log p) of the true label, not log p:
+LIME regresses class probabilities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from lime.lime_text import LimeTextExplainer
+from sklearn.metrics import pairwise_distances
+
+
+def lime_prior(
+    masks: list[np.ndarray],
+    probabilities: list[np.ndarray],
+    *,
+    kernel_width: float = 25.0,
+    random_state: int = 0,
+) -> list[np.ndarray]:
+    """Explain every sentence with ``LimeBase.explain_instance_with_data``, no feature selection.
+
+    As in ``LimeTextExplainer``: distances are cosine distances of each mask row to row 0, times 100,
+    weighted by lime's exponential kernel sqrt(exp(-d^2 / width^2)), and fitted by
+    ``Ridge(alpha=1)`` with an intercept. An all-zero row (every word removed) has a zero norm;
+    sklearn's cosine distance gives it 1 (similarity 0), so its distance is a finite 100, as lime
+    itself would compute.
+
+    Args:
+        masks: per sentence, a mask matrix of shape (n_i, d_i), 1 = kept; row 0 all ones.
+        probabilities: per sentence, p of shape (n_i,), each in [0, 1].
+        kernel_width: lime's kernel width.
+        random_state: passed to lime (seeds its Ridge; the default solver does not draw from it).
+
+    Returns:
+        Per sentence, the float scores of shape (d_i,), one per word position.
+    """
+    if len(masks) != len(probabilities):
+        raise ValueError(f"lime_prior: {len(masks)} mask matrices but {len(probabilities)} probability vectors")
+    # lime's own kernel and LimeBase, built as LimeTextExplainer.__init__ builds them
+    base = LimeTextExplainer(kernel_width=kernel_width, bow=False, random_state=random_state).base
+    priors = []
+    for i, (mask, p) in enumerate(zip(masks, probabilities)):
+        p = np.asarray(p, dtype=np.float64)
+        if mask.ndim != 2 or mask.shape[1] < 1 or p.shape != (mask.shape[0],):
+            raise ValueError(f"lime_prior: sentence {i} has masks of shape {mask.shape} and probabilities of shape {p.shape}")
+        if not mask[0].all():
+            raise ValueError(f"lime_prior: sentence {i}: mask row 0 must be the unmasked sentence (all ones)")
+        if not ((p >= 0) & (p <= 1)).all():
+            raise ValueError(f"lime_prior: sentence {i} has probabilities outside [0, 1]")
+        data = mask.astype(np.float64)
+        distances = pairwise_distances(data, data[:1], metric="cosine").ravel() * 100
+        _, weights, _, _ = base.explain_instance_with_data(
+            data, p[:, None], distances, label=0, num_features=data.shape[1], feature_selection="none"
+        )
+        scores = np.zeros(data.shape[1])
+        for feature, weight in weights:
+            scores[feature] = weight
+        priors.append(scores)
+    return priors

@@ -1,0 +1,344 @@
+"""Results report: Table-1-style mean ± sd tables, paired tests against the baseline, the paper's figures.
+
+Input layout: ``metrics/<dataset>/<setting>/<method>-seed<S>.json``, each a JSON object with the
+keys in ``METRIC_KEYS`` (all in percent). A k-shot setting carries its data seed in its name
+(``k5-seed0`` .. ``k5-seed4``); those settings form one group (``k5``) and each (data seed,
+training seed) pair is one replicate, named ``<setting>/seed<S>``. A setting without a seed
+suffix (``full``) is its own group. Replicates with the same name are paired across methods.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from scipy.stats import wilcoxon
+
+from pipeline.errors import ArtifactError
+from pipeline.io import atomic_write
+
+METRIC_KEYS = (
+    "accuracy",
+    "adv_add_accuracy",
+    "adv_replace_accuracy",
+    "adv_accuracy",
+    "comprehensiveness",
+    "sufficiency",
+)
+# the four metrics of the paper's tables, with their column labels
+TABLE_METRICS = {
+    "accuracy": "Acc",
+    "adv_accuracy": "Acc AD",
+    "comprehensiveness": "Com ↑",
+    "sufficiency": "Suf ↓",
+}
+METHODS = {
+    "baseline": "Baseline",
+    "ig": "IG",
+    "lime": "LIME",
+    "cap": "CAP",
+    "ig+lime": "IG+LIME",
+    "cap+ig": "CAP+IG",
+    "cap+lime": "CAP+LIME",
+    "cap+ig+lime": "CAP Hybrid",
+}
+DATASETS = {"hwu64": "HWU64", "banking77": "Banking77", "clinc150": "CLINC150"}
+# (setting group, dataset) -> method -> (accuracy, adversarial accuracy), from METHOD.md
+PAPER = {
+    ("k5", "hwu64"): {"baseline": (75.56, 62.36), "cap+ig+lime": (79.09, 70.63)},
+    ("k5", "banking77"): {"baseline": (74.04, 53.82), "cap+ig+lime": (78.63, 58.05)},
+    ("k5", "clinc150"): {"baseline": (87.99, 71.70), "cap+ig+lime": (89.69, 74.70)},
+    ("full", "banking77"): {"baseline": (92.63, 70.29), "cap+ig+lime": (93.51, 84.97)},
+}
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+WILCOXON_MIN_PAIRS = 6  # below 6 non-zero pairs the exact two-sided p is never < 0.05
+
+_FILE_NAME = re.compile(r"(?P<method>.+)-seed(?P<seed>\d+)\.json")
+_SEEDED_SETTING = re.compile(r"(?P<group>.+)-seed\d+")
+_SCHEMA = {
+    "dataset": pl.String,
+    "setting_group": pl.String,
+    "replicate": pl.String,
+    "method": pl.String,
+} | {key: pl.Float64 for key in METRIC_KEYS}
+
+
+def collect(metrics_dir: Path) -> pl.DataFrame:
+    """Read every metrics file under ``metrics_dir`` into one frame.
+
+    Args:
+        metrics_dir: the directory holding ``<dataset>/<setting>/<method>-seed<S>.json``.
+
+    Returns:
+        One row per file: dataset, setting_group, replicate, method and the ``METRIC_KEYS`` columns.
+
+    Raises:
+        ArtifactError: the directory is missing or empty, or a file is misnamed, not a JSON
+            object, or lacks a metric / holds a non-numeric or out-of-range one (names the file).
+    """
+    metrics_dir = Path(metrics_dir)
+    if not metrics_dir.is_dir():
+        raise ArtifactError(f"{metrics_dir}: metrics directory not found (run the pipeline first)")
+    paths = sorted(metrics_dir.glob("*/*/*.json"))
+    if not paths:
+        raise ArtifactError(f"{metrics_dir}: no metrics files <dataset>/<setting>/<method>-seed<S>.json")
+    return pl.DataFrame([_read_metrics(path) for path in paths], schema=_SCHEMA, orient="row")
+
+
+def results_table(frame: pl.DataFrame) -> str:
+    """Markdown tables like the paper's Table 1, one per setting group.
+
+    Args:
+        frame: the output of ``collect``.
+
+    Returns:
+        Rows = methods (the paper's eight in order, then any others by name); columns = dataset x
+        {Acc, Acc AD, Com, Suf}, each cell "mean ± sd" over replicates (sd with ddof=1, "–" for a
+        single replicate; the cell is "–" when the method was not run on that dataset).
+    """
+    lines = ["## Accuracy and faithfulness", ""]
+    for group, sub in _groups(frame):
+        datasets = _ordered(sub["dataset"], DATASETS)
+        runs = {
+            (row["dataset"], row["method"]): row
+            for row in sub.group_by("dataset", "method").agg(pl.col(list(TABLE_METRICS))).iter_rows(named=True)
+        }
+        sizes = sub.group_by("dataset", "method").len().group_by("dataset").agg(low=pl.min("len"), high=pl.max("len"))
+        n_runs = {dataset: (low, high) for dataset, low, high in sizes.iter_rows()}
+        counts = ", ".join(_count_range(_name(d, DATASETS), *n_runs[d]) for d in datasets)
+        header = [f"{_name(d, DATASETS)} {label}" for d in datasets for label in TABLE_METRICS.values()]
+        lines += [
+            f"### Setting `{group}`",
+            "",
+            f"Mean ± sd (ddof=1) over replicates, in %; replicates per method: {counts}.",
+            "",
+            _markdown_row(["Method", *header]),
+            _markdown_row(["---"] + ["---:"] * len(header)),
+        ]
+        for method in _ordered(sub["method"], METHODS):
+            row = [_name(method, METHODS)]
+            for dataset in datasets:
+                run = runs.get((dataset, method))
+                row += ["–"] * len(TABLE_METRICS) if run is None else [_mean_sd(run[m]) for m in TABLE_METRICS]
+            lines.append(_markdown_row(row))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def paired_tests(frame: pl.DataFrame) -> str:
+    """Each method against the baseline over paired replicates, per setting group, dataset and metric.
+
+    The primary statistic is a paired bootstrap 95% CI of the mean difference (method - baseline),
+    percentile method, ``BOOTSTRAP_RESAMPLES`` resamples of the pairs, seeded per cell so a cell
+    does not depend on which others exist. A two-sided Wilcoxon signed-rank p is added when at
+    least ``WILCOXON_MIN_PAIRS`` pairs differ, since with fewer it cannot reach p < 0.05.
+
+    Args:
+        frame: the output of ``collect``.
+
+    Returns:
+        A Markdown section: one table per (setting group, dataset), rows = methods with n pairs,
+        cells "+mean diff [low, high]" (* when the CI excludes 0), or "n/a (1 replicate)".
+    """
+    lines = [
+        "## Paired comparison with the baseline",
+        "",
+        f"Primary: paired bootstrap 95% CI of the mean difference (method − baseline, percentage points), "
+        f"replicates matched by data seed and training seed, {BOOTSTRAP_RESAMPLES:,} resamples (seed "
+        f"{BOOTSTRAP_SEED}); `*` marks a CI that excludes 0. With few pairs the percentile bootstrap is "
+        f"too narrow: read it as descriptive. Secondary: two-sided Wilcoxon signed-rank p, shown when "
+        f"at least {WILCOXON_MIN_PAIRS} pairs differ.",
+        "",
+    ]
+    for group, sub in _groups(frame):
+        for dataset in _ordered(sub["dataset"], DATASETS):
+            lines += [f"### Setting `{group}`, {_name(dataset, DATASETS)}", ""]
+            runs = sub.filter(pl.col("dataset") == dataset)
+            baseline = runs.filter(pl.col("method") == "baseline")
+            others = [m for m in _ordered(runs["method"], METHODS) if m != "baseline"]
+            if baseline.is_empty() or not others:
+                lines += ["No baseline run or no other method: nothing to compare.", ""]
+                continue
+            lines += [
+                _markdown_row(["Method", "n"] + list(TABLE_METRICS.values())),
+                _markdown_row(["---", "---:"] + ["---:"] * len(TABLE_METRICS)),
+            ]
+            for method in others:
+                pairs = runs.filter(pl.col("method") == method).join(baseline, on="replicate", suffix="_baseline")
+                if len(pairs) == 0:
+                    cells = ["n/a (no replicate shared with the baseline)"] * len(TABLE_METRICS)
+                elif len(pairs) == 1:
+                    cells = ["n/a (1 replicate)"] * len(TABLE_METRICS)
+                else:
+                    cells = [_paired_cell((pairs[m] - pairs[f"{m}_baseline"]).to_numpy()) for m in TABLE_METRICS]
+                lines.append(_markdown_row([_name(method, METHODS), str(len(pairs)), *cells]))
+            lines.append("")
+    return "\n".join(lines)
+
+
+def paper_comparison(frame: pl.DataFrame) -> str:
+    """The paper's accuracy and adversarial accuracy (baseline, CAP Hybrid) beside ours.
+
+    Args:
+        frame: the output of ``collect``.
+
+    Returns:
+        A Markdown section: a table for the (setting group, dataset) pairs that were run, with our
+        mean ± sd and the CAP Hybrid - Baseline gap, and one line per paper setting that was not run.
+    """
+    lines = [
+        "## Comparison with the paper",
+        "",
+        "The paper used a RoBERTa-base student and a Llama-3-8B-Instruct teacher; where our models "
+        "differ, compare the gap between the methods rather than absolute values.",
+        "",
+    ]
+    table, missing = [], []
+    for (group, dataset), figures in PAPER.items():
+        runs = frame.filter((pl.col("setting_group") == group) & (pl.col("dataset") == dataset))
+        where = f"{DATASETS[dataset]}, setting `{group}`"
+        if runs.is_empty():
+            missing.append(f"- {where}: no matching setting was run.")
+            continue
+        ours = {m: runs.filter(pl.col("method") == m) for m in figures}
+        for method, (acc, adv) in figures.items():
+            acc_ours, adv_ours = (_mean_sd_or_missing(ours[method], m) for m in ("accuracy", "adv_accuracy"))
+            table.append([group, DATASETS[dataset], METHODS[method], f"{acc:.2f}", acc_ours, f"{adv:.2f}", adv_ours])
+        (base_acc, base_adv), (hyb_acc, hyb_adv) = figures["baseline"], figures["cap+ig+lime"]
+        table.append(
+            [group, DATASETS[dataset], "Δ CAP Hybrid − Baseline", f"{hyb_acc - base_acc:+.2f}"]
+            + [_gap(ours, "accuracy"), f"{hyb_adv - base_adv:+.2f}", _gap(ours, "adv_accuracy")]
+        )
+    if table:
+        header = ["Setting", "Dataset", "Method", "Acc (paper)", "Acc (ours)", "Acc AD (paper)", "Acc AD (ours)"]
+        lines += [
+            _markdown_row(header),
+            _markdown_row(["---", "---", "---"] + ["---:"] * 4),
+            *(_markdown_row(row) for row in table),
+            "",
+        ]
+    return "\n".join(lines + missing + [""])
+
+
+def write_report(*, metrics_dir: Path, out: Path) -> None:
+    """Write ``out/results.md`` and the DVC plots file ``out/accuracy_by_method.csv``, atomically.
+
+    Args:
+        metrics_dir: the directory read by ``collect``.
+        out: the report directory (created if missing).
+
+    The CSV holds one row per (setting, dataset, method): setting, dataset, method (display name)
+    and accuracy (mean over replicates, in %).
+    """
+    frame = collect(metrics_dir)
+    text = "\n".join(
+        [
+            "# Results",
+            "",
+            f"Generated from {len(frame)} metrics files under `{Path(metrics_dir).as_posix()}`.",
+            "",
+            results_table(frame),
+            paired_tests(frame),
+            paper_comparison(frame),
+        ]
+    )
+    out = Path(out)
+    with atomic_write(out / "results.md") as tmp:
+        tmp.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    means = frame.group_by("setting_group", "dataset", "method").agg(pl.col("accuracy").mean())
+    rows = sorted(means.iter_rows(), key=lambda r: (r[0], _rank(r[1], DATASETS), _rank(r[2], METHODS)))
+    accuracy = pl.DataFrame(
+        [(group, _name(dataset, DATASETS), _name(method, METHODS), acc) for group, dataset, method, acc in rows],
+        schema={"setting": pl.String, "dataset": pl.String, "method": pl.String, "accuracy": pl.Float64},
+        orient="row",
+    )
+    with atomic_write(out / "accuracy_by_method.csv") as tmp:
+        accuracy.write_csv(tmp, float_precision=4)
+
+
+def _read_metrics(path: Path) -> dict[str, object]:
+    name = _FILE_NAME.fullmatch(path.name)
+    if name is None:
+        raise ArtifactError(f"{path}: file name is not <method>-seed<S>.json")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: not a readable JSON file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(record, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    for key in METRIC_KEYS:
+        if key not in record:
+            raise ArtifactError(f"{path}: missing key {key!r} (has {sorted(record)})")
+        value = record[key]
+        # bool is an int subclass: reject it explicitly
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ArtifactError(f"{path}: key {key!r} must be a finite number, got {value!r}")
+        low = 0.0 if key.endswith("accuracy") else -100.0  # com / suf are probability drops and can be < 0
+        if not low <= value <= 100.0:
+            raise ArtifactError(f"{path}: key {key!r} = {value} is outside [{low:g}, 100] (expected percent)")
+    setting = path.parent.name
+    seeded = _SEEDED_SETTING.fullmatch(setting)
+    return {
+        "dataset": path.parent.parent.name,
+        "setting_group": setting if seeded is None else seeded["group"],
+        "replicate": f"{setting}/seed{int(name['seed'])}",
+        "method": name["method"],
+    } | {key: float(record[key]) for key in METRIC_KEYS}
+
+
+def _groups(frame: pl.DataFrame) -> Iterable[tuple[str, pl.DataFrame]]:
+    for group in sorted(frame["setting_group"].unique()):
+        yield group, frame.filter(pl.col("setting_group") == group)
+
+
+def _ordered(names: pl.Series, known: dict[str, str]) -> list[str]:
+    return sorted(set(names), key=lambda name: _rank(name, known))
+
+
+def _rank(name: str, known: dict[str, str]) -> tuple[int, int, str]:
+    """Sort key: the known names in their canonical order, then any others alphabetically."""
+    order = list(known)
+    return (0, order.index(name), "") if name in known else (1, 0, name)
+
+
+def _name(name: str, known: dict[str, str]) -> str:
+    return known.get(name, name)
+
+
+def _markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _mean_sd(values: list[float]) -> str:
+    mean = float(np.mean(values))
+    return f"{mean:.2f} ± –" if len(values) == 1 else f"{mean:.2f} ± {float(np.std(values, ddof=1)):.2f}"
+
+
+def _mean_sd_or_missing(runs: pl.DataFrame, metric: str) -> str:
+    return "not run" if runs.is_empty() else _mean_sd(runs[metric].to_list())
+
+
+def _gap(ours: dict[str, pl.DataFrame], metric: str) -> str:
+    if ours["baseline"].is_empty() or ours["cap+ig+lime"].is_empty():
+        return "–"
+    return f"{float(ours['cap+ig+lime'][metric].mean()) - float(ours['baseline'][metric].mean()):+.2f}"
+
+
+def _count_range(name: str, low: int, high: int) -> str:
+    return f"{name} {low}" if low == high else f"{name} {low}–{high}"
+
+
+def _paired_cell(differences: np.ndarray) -> str:
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    resampled = differences[rng.integers(0, len(differences), size=(BOOTSTRAP_RESAMPLES, len(differences)))]
+    low, high = np.percentile(resampled.mean(axis=1), [2.5, 97.5])
+    cell = f"{differences.mean():+.2f} [{low:+.2f}, {high:+.2f}]" + ("*" if low > 0 or high < 0 else "")
+    if np.count_nonzero(differences) >= WILCOXON_MIN_PAIRS:
+        cell += f" p={wilcoxon(differences).pvalue:.3f}"
+    return cell

@@ -1,0 +1,18 @@
+"""Stage 7: reports/results.md (Table-1-style means ± sd, paired tests against baseline, the paper's figures) and DVC plot data."""
+
+from __future__ import annotations
+
+from pipeline.artifacts import METRICS, REPORTS
+from pipeline.report import write_report
+
+
+def main() -> None:
+    """Collect metrics/**.json into reports/."""
+    write_report(metrics_dir=METRICS, out=REPORTS)
+    print(f"wrote {REPORTS / 'results.md'}")
+
+
+if __name__ == "__main__":
+    from pipeline.cli import stage_app
+
+    stage_app(main)()

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+from lime.lime_text import LimeTextExplainer
+from scipy.stats import spearmanr
+
+from pipeline.perturb import lime_masks
+from pipeline.priors.lime import lime_prior
+
+
+def _linear_probability(masks: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """A synthetic scorer: p(label) grows linearly with the weights of the kept words."""
+    return masks @ weights / weights.sum()
+
+
+def test_lime_prior_equals_lime_text_explainer_on_the_same_neighbourhood():
+    words = "please move my dentist appointment to friday afternoon".split()
+    weights = np.random.default_rng(0).uniform(0.1, 1.0, size=len(words))
+    neighbourhoods = []
+
+    def classifier_fn(texts):
+        # lime (bow=False) writes UNKWORDZ in place of each removed word
+        masks = np.array([[token != "UNKWORDZ" for token in text.split()] for text in texts])
+        neighbourhoods.append(masks)
+        p = _linear_probability(masks, weights)
+        return np.stack([p, 1 - p], axis=1)
+
+    explainer = LimeTextExplainer(bow=False, feature_selection="none", random_state=0)
+    explanation = explainer.explain_instance(" ".join(words), classifier_fn, labels=(0,), num_features=len(words), num_samples=64)
+    expected = np.zeros(len(words))
+    for feature, weight in explanation.as_map()[0]:
+        expected[feature] = weight
+
+    (masks,) = neighbourhoods
+    (scores,) = lime_prior([masks], [_linear_probability(masks, weights)])
+    np.testing.assert_allclose(scores, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_lime_prior_recovers_the_ranking_of_a_linear_scorer():
+    rng = np.random.default_rng(1)
+    masks, probabilities, weights = [], [], []
+    for d in (5, 9, 14, 20):
+        w = rng.permutation(np.linspace(0.05, 1.0, d))
+        mask = lime_masks(d, n=64, rng=rng)
+        noise = rng.normal(0.0, 0.02, size=len(mask))
+        masks.append(mask)
+        probabilities.append(np.clip(_linear_probability(mask, w) + noise, 0.0, 1.0))
+        weights.append(w)
+    for scores, w in zip(lime_prior(masks, probabilities), weights):
+        assert scores.shape == w.shape and np.isfinite(scores).all()
+        assert spearmanr(scores, w).statistic >= 0.9
+
+
+def test_lime_prior_gives_a_one_word_sentence_one_finite_score():
+    mask = lime_masks(1, n=64, rng=np.random.default_rng(0))  # rows after the first are all empty
+    (scores,) = lime_prior([mask], [np.where(mask[:, 0], 0.9, 0.1)])
+    assert scores.shape == (1,) and np.isfinite(scores).all() and scores[0] > 0
+
+
+def test_lime_prior_validates_inputs():
+    mask = lime_masks(3, n=8, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="row 0 must be the unmasked sentence"):
+        lime_prior([mask[::-1]], [np.full(8, 0.5)])
+    with pytest.raises(ValueError, match="outside"):
+        lime_prior([mask], [np.full(8, 1.5)])
+    with pytest.raises(ValueError, match=r"sentence 0 has masks of shape \(8, 3\) and probabilities of shape \(7,\)"):
+        lime_prior([mask], [np.full(7, 0.5)])

@@ -1,0 +1,207 @@
+import json
+import re
+import statistics
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.errors import ArtifactError
+from pipeline.report import (
+    METRIC_KEYS,
+    collect,
+    paired_tests,
+    paper_comparison,
+    results_table,
+    write_report,
+)
+
+METHOD_OFFSET = {"baseline": 0.0, "cap": 2.0, "cap+ig+lime": 3.5, "ig": -1.0}
+
+
+def _metrics(data_seed: int, train_seed: int, method: str) -> dict[str, float]:
+    """Distinct, irregular values per replicate so means and sds are non-trivial."""
+    base = 60.0 + 1.73 * data_seed + 0.417 * train_seed**2 + METHOD_OFFSET[method]
+    return {
+        "accuracy": base,
+        "adv_add_accuracy": base - 8.0,
+        "adv_replace_accuracy": base - 12.0,
+        "adv_accuracy": base - 10.0 + 0.31 * data_seed,
+        "comprehensiveness": 40.0 + 2.0 * train_seed + METHOD_OFFSET[method],
+        "sufficiency": 30.0 - data_seed - METHOD_OFFSET[method],
+    }
+
+
+def _write(root: Path, dataset: str, setting: str, method: str, seed: int, record: object) -> Path:
+    path = root / dataset / setting / f"{method}-seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return path
+
+
+@pytest.fixture
+def metrics_dir(tmp_path: Path) -> Path:
+    """hwu64 k5: 3 data seeds x 2 training seeds for baseline, cap, CAP Hybrid; ig only on data seed 0
+    with training seed 0 (one replicate). banking77 full: one run of baseline and CAP Hybrid."""
+    root = tmp_path / "metrics"
+    for data_seed in range(3):
+        for train_seed in range(2):
+            for method in ("baseline", "cap", "cap+ig+lime"):
+                record = _metrics(data_seed, train_seed, method)
+                _write(root, "hwu64", f"k5-seed{data_seed}", method, train_seed, record)
+    _write(root, "hwu64", "k5-seed0", "ig", 0, _metrics(0, 0, "ig"))
+    for method in ("baseline", "cap+ig+lime"):
+        _write(root, "banking77", "full", method, 0, _metrics(0, 0, method))
+    return root
+
+
+def _row(text: str, section: str, first_cell: str) -> list[str]:
+    """Cells of the Markdown row starting with ``first_cell`` in the section titled ``section``."""
+    body = text.split(section, 1)[1].split("###", 1)[0]
+    for line in body.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} under {section!r}")
+
+
+def test_collect_reads_every_file_and_groups_seeded_settings(metrics_dir: Path):
+    frame = collect(metrics_dir)
+
+    assert frame.columns == ["dataset", "setting_group", "replicate", "method", *METRIC_KEYS]
+    assert len(frame) == 3 * 2 * 3 + 1 + 2
+    assert set(frame["setting_group"]) == {"k5", "full"}
+    cap = frame.filter((pl.col("dataset") == "hwu64") & (pl.col("method") == "cap"))
+    assert sorted(cap["replicate"]) == [f"k5-seed{d}/seed{t}" for d in range(3) for t in range(2)]
+    row = cap.filter(pl.col("replicate") == "k5-seed2/seed1").row(0, named=True)
+    assert {key: row[key] for key in METRIC_KEYS} == _metrics(2, 1, "cap")
+    assert frame.filter(pl.col("setting_group") == "full")["replicate"].to_list() == ["full/seed0", "full/seed0"]
+
+
+def test_results_table_shows_mean_and_sd_over_replicates(metrics_dir: Path):
+    table = results_table(collect(metrics_dir))
+
+    replicates = [(d, t) for d in range(3) for t in range(2)]
+    for method, display in (("baseline", "Baseline"), ("cap", "CAP"), ("cap+ig+lime", "CAP Hybrid")):
+        cells = _row(table, "### Setting `k5`", display)
+        expected = []
+        for key in ("accuracy", "adv_accuracy", "comprehensiveness", "sufficiency"):
+            values = [_metrics(d, t, method)[key] for d, t in replicates]
+            expected.append(f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}")
+        assert cells[1:] == expected
+    # one replicate: no sd
+    assert _row(table, "### Setting `k5`", "IG")[1] == f"{_metrics(0, 0, 'ig')['accuracy']:.2f} ± –"
+    # the paper's method order, whatever the file order
+    k5 = table.split("### Setting `k5`")[1]
+    assert [k5.index(f"| {m} |") for m in ("Baseline", "IG", "CAP", "CAP Hybrid")] == sorted(
+        k5.index(f"| {m} |") for m in ("Baseline", "IG", "CAP", "CAP Hybrid")
+    )
+    assert "HWU64 Acc AD" in k5 and "Banking77" not in k5
+    assert "replicates per method: HWU64 1–6" in k5
+    full = _row(table, "### Setting `full`", "CAP Hybrid")
+    assert full[1] == f"{_metrics(0, 0, 'cap+ig+lime')['accuracy']:.2f} ± –"
+
+
+def test_results_table_marks_a_method_missing_on_one_dataset(tmp_path: Path):
+    root = tmp_path / "metrics"
+    for dataset in ("hwu64", "clinc150"):
+        _write(root, dataset, "k5-seed0", "baseline", 0, _metrics(0, 0, "baseline"))
+    _write(root, "clinc150", "k5-seed0", "cap", 0, _metrics(0, 0, "cap"))
+
+    cells = _row(results_table(collect(root)), "### Setting `k5`", "CAP")
+
+    assert cells[1:5] == ["–"] * 4  # HWU64 comes first and has no CAP run
+    assert cells[5] == f"{_metrics(0, 0, 'cap')['accuracy']:.2f} ± –"
+
+
+def test_paired_tests_against_the_baseline(metrics_dir: Path):
+    frame = collect(metrics_dir)
+    text = paired_tests(frame)
+
+    assert "Primary: paired bootstrap 95% CI" in text
+    cells = _row(text, "### Setting `k5`, HWU64", "CAP")
+    assert cells[1] == "6"
+    # every CAP replicate is exactly 2.0 points above its baseline: a degenerate CI at +2.00,
+    # and six positive differences give the exact two-sided Wilcoxon p = 2 / 2**6 = 0.03125
+    assert cells[2] == "+2.00 [+2.00, +2.00]* p=0.031"
+    assert cells[5] == "-2.00 [-2.00, -2.00]* p=0.031"  # sufficiency: 30 - d - 2
+    assert _row(text, "### Setting `k5`, HWU64", "IG")[1:] == ["1"] + ["n/a (1 replicate)"] * 4
+    assert _row(text, "### Setting `full`, Banking77", "CAP Hybrid")[2] == "n/a (1 replicate)"
+    assert paired_tests(frame) == text  # seeded
+
+
+def test_paired_bootstrap_interval_brackets_the_mean_difference(tmp_path: Path):
+    root = tmp_path / "metrics"
+    shifts = [0.5, 3.0, -1.0, 2.5]
+    for data_seed, shift in enumerate(shifts):
+        base = _metrics(data_seed, 0, "baseline")
+        _write(root, "hwu64", f"k5-seed{data_seed}", "baseline", 0, base)
+        _write(root, "hwu64", f"k5-seed{data_seed}", "cap", 0, base | {"accuracy": base["accuracy"] + shift})
+
+    cell = _row(paired_tests(collect(root)), "### Setting `k5`, HWU64", "CAP")[2]
+
+    mean, low, high = (float(x) for x in re.fullmatch(r"([-+][\d.]+) \[([-+][\d.]+), ([-+][\d.]+)\]", cell).groups())
+    assert mean == pytest.approx(statistics.mean(shifts), abs=0.005)
+    # resampled means lie between the smallest and the largest difference
+    assert min(shifts) <= low < mean < high <= max(shifts)
+    assert "p=" not in cell  # 4 pairs: too few for the Wilcoxon test
+
+
+def test_paper_comparison_puts_matching_settings_beside_ours(metrics_dir: Path):
+    text = paper_comparison(collect(metrics_dir))
+
+    cells = _row(text, "## Comparison", "k5")  # first k5 row: HWU64 baseline
+    values = [_metrics(d, t, "baseline")["accuracy"] for d in range(3) for t in range(2)]
+    ours = f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+    assert cells[1:5] == ["HWU64", "Baseline", "75.56", ours]
+    assert "| k5 | HWU64 | Δ CAP Hybrid − Baseline | +3.53 | +3.50 | +8.27 | +3.50 |" in text
+    assert "| full | Banking77 | CAP Hybrid | 93.51 |" in text
+    assert "Banking77, setting `k5`: no matching setting was run." in text
+    assert "CLINC150, setting `k5`: no matching setting was run." in text
+
+
+def test_write_report_writes_markdown_and_plot_csv(metrics_dir: Path, tmp_path: Path):
+    out = tmp_path / "reports"
+    write_report(metrics_dir=metrics_dir, out=out)
+
+    text = (out / "results.md").read_text(encoding="utf-8")
+    assert text.startswith("# Results")
+    for section in ("## Accuracy and faithfulness", "## Paired comparison", "## Comparison with the paper"):
+        assert section in text
+    csv = pl.read_csv(out / "accuracy_by_method.csv")
+    assert csv.columns == ["setting", "dataset", "method", "accuracy"]
+    hybrid = csv.filter((pl.col("setting") == "k5") & (pl.col("method") == "CAP Hybrid"))
+    expected = statistics.mean(_metrics(d, t, "cap+ig+lime")["accuracy"] for d in range(3) for t in range(2))
+    assert hybrid["dataset"].to_list() == ["HWU64"]
+    assert hybrid["accuracy"][0] == pytest.approx(expected, abs=1e-4)
+    assert len(csv) == 4 + 2  # k5: baseline, ig, cap, CAP Hybrid on hwu64; full: two on banking77
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy_by_method.csv", "results.md"]  # no temporaries
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("lime-seed0.json", "{not json", "not a readable JSON file"),
+        ("lime-seed0.json", "[1, 2]", "expected a JSON object"),
+        ("lime-seed0.json", json.dumps({k: 50.0 for k in METRIC_KEYS if k != "sufficiency"}), "missing key"),
+        ("lime-seed0.json", json.dumps({k: 50.0 for k in METRIC_KEYS} | {"accuracy": "high"}), "finite number"),
+        ("lime-seed0.json", json.dumps({k: 50.0 for k in METRIC_KEYS} | {"accuracy": True}), "finite number"),
+        ("lime-seed0.json", json.dumps({k: 50.0 for k in METRIC_KEYS} | {"accuracy": 120.0}), r"outside \[0, 100\]"),
+        ("cap.json", json.dumps({k: 50.0 for k in METRIC_KEYS}), "not <method>-seed<S>.json"),
+    ],
+)
+def test_collect_names_the_malformed_file(metrics_dir: Path, name: str, content: str, message: str):
+    bad = metrics_dir / "hwu64" / "k5-seed1" / name
+    bad.write_text(content)
+
+    with pytest.raises(ArtifactError, match=message) as error:
+        collect(metrics_dir)
+    assert str(bad) in str(error.value)
+
+
+def test_collect_rejects_a_missing_or_empty_directory(tmp_path: Path):
+    with pytest.raises(ArtifactError, match="metrics directory not found"):
+        collect(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ArtifactError, match="no metrics files"):
+        collect(tmp_path / "empty")
