@@ -18,6 +18,11 @@ def stage_app(main: Callable[..., None]) -> Callable[[], None]:
 
     def run() -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        if "transformers" in sys.modules:  # its load reports and weight-loading bars drown the stage's own lines
+            import transformers
+
+            transformers.logging.set_verbosity_error()
+            transformers.logging.disable_progress_bar()
         try:
             app(standalone_mode=False)
         except CapflowError as error:

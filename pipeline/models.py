@@ -145,3 +145,12 @@ def load_student(name: str, *, num_labels: int, device: str = "cpu"):
         AutoModelForSequenceClassification, name, num_labels=num_labels, attn_implementation="eager"
     )
     return model.to(device), tokenizer
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device: 'cuda' requested but no CUDA GPU is visible (use device: auto or cpu)")
+    return device

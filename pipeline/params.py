@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.prompts import PromptTemplate
 
 PARAMS_FILE = Path("params.yaml")
 MIRROR_ENV = "CAPFLOW_DATA_MIRROR"
@@ -48,19 +49,13 @@ class FewshotParams(_Section):
     full: bool = Field(True, description="also write the full-data setting")
 
 
-class TemplateParams(_Section):
-    system: str | None = Field(None, description="system message; None keeps the model's default")
-    user: str = Field(description="user message with {sentence} and, for CAP, {labels}")
-    answer_prefix: str = Field("", description="text the assistant turn starts with, before the label")
-
-
 class ScoringParams(_Section):
     backend: Literal["transformers", "vllm", "openai"] = Field("transformers", description="LLM backend")
     model: str = Field(description="built-in name, local dir or hub id of the teacher LLM")
     base_url: str | None = Field(None, description="OpenAI-compatible server for backend=openai")
     batch_size: int = Field(32, gt=0, description="suffixes scored per forward pass")
-    cap_template: TemplateParams
-    lime_template: TemplateParams
+    cap_template: PromptTemplate = Field(description="CAP prompt: instruction + {labels} + {sentence}")
+    lime_template: PromptTemplate = Field(description="LIME prompt: {sentence} only")
 
 
 class CapParams(_Section):

@@ -13,7 +13,7 @@ def _default() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text())
 
 
-@pytest.mark.parametrize("path", ["params.yaml", "profiles/paper.yaml"])
+@pytest.mark.parametrize("path", ["params.yaml", "profiles/paper.yaml", "profiles/tiny.yaml"])
 def test_shipped_profiles_validate(path):
     params = load_params(REPO / path)
     assert params.experiment.datasets

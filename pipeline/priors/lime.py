@@ -2,8 +2,10 @@
 
 The neighbourhood is built outside (``pipeline.perturb.lime_masks`` draws it as
 ``LimeTextExplainer(bow=False)`` does, and the LLM scores each masked sentence); this module runs
-lime's regression on it. The target is the probability p = exp(log p) of the true label, not log p:
-LIME regresses class probabilities.
+lime's regression on it. The regression target is the caller's: capflow passes z = -1 / log p,
+the same transform as CAP's. Raw probabilities of multi-token labels are so small (1e-6 .. 1e-12
+under SmolLM2) that lime's Ridge(alpha=1) shrinks every weight to ~1e-9; with the shared transform
+the two priors differ only in prompt and regression, which is the comparison the paper makes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sklearn.metrics import pairwise_distances
 
 def lime_prior(
     masks: list[np.ndarray],
-    probabilities: list[np.ndarray],
+    targets: list[np.ndarray],
     *,
     kernel_width: float = 25.0,
     random_state: int = 0,
@@ -30,26 +32,26 @@ def lime_prior(
 
     Args:
         masks: per sentence, a mask matrix of shape (n_i, d_i), 1 = kept; row 0 all ones.
-        probabilities: per sentence, p of shape (n_i,), each in [0, 1].
+        targets: per sentence, the regression target of shape (n_i,), finite.
         kernel_width: lime's kernel width.
         random_state: passed to lime (seeds its Ridge; the default solver does not draw from it).
 
     Returns:
         Per sentence, the float scores of shape (d_i,), one per word position.
     """
-    if len(masks) != len(probabilities):
-        raise ValueError(f"lime_prior: {len(masks)} mask matrices but {len(probabilities)} probability vectors")
+    if len(masks) != len(targets):
+        raise ValueError(f"lime_prior: {len(masks)} mask matrices but {len(targets)} target vectors")
     # lime's own kernel and LimeBase, built as LimeTextExplainer.__init__ builds them
     base = LimeTextExplainer(kernel_width=kernel_width, bow=False, random_state=random_state).base
     priors = []
-    for i, (mask, p) in enumerate(zip(masks, probabilities)):
+    for i, (mask, p) in enumerate(zip(masks, targets)):
         p = np.asarray(p, dtype=np.float64)
         if mask.ndim != 2 or mask.shape[1] < 1 or p.shape != (mask.shape[0],):
-            raise ValueError(f"lime_prior: sentence {i} has masks of shape {mask.shape} and probabilities of shape {p.shape}")
+            raise ValueError(f"lime_prior: sentence {i} has masks of shape {mask.shape} and targets of shape {p.shape}")
         if not mask[0].all():
             raise ValueError(f"lime_prior: sentence {i}: mask row 0 must be the unmasked sentence (all ones)")
-        if not ((p >= 0) & (p <= 1)).all():
-            raise ValueError(f"lime_prior: sentence {i} has probabilities outside [0, 1]")
+        if not np.isfinite(p).all():
+            raise ValueError(f"lime_prior: sentence {i} has non-finite targets")
         data = mask.astype(np.float64)
         distances = pairwise_distances(data, data[:1], metric="cosine").ravel() * 100
         _, weights, _, _ = base.explain_instance_with_data(

@@ -60,7 +60,7 @@ def test_lime_prior_validates_inputs():
     mask = lime_masks(3, n=8, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="row 0 must be the unmasked sentence"):
         lime_prior([mask[::-1]], [np.full(8, 0.5)])
-    with pytest.raises(ValueError, match="outside"):
-        lime_prior([mask], [np.full(8, 1.5)])
-    with pytest.raises(ValueError, match=r"sentence 0 has masks of shape \(8, 3\) and probabilities of shape \(7,\)"):
+    with pytest.raises(ValueError, match="non-finite"):
+        lime_prior([mask], [np.full(8, np.inf)])
+    with pytest.raises(ValueError, match=r"sentence 0 has masks of shape \(8, 3\) and targets of shape \(7,\)"):
         lime_prior([mask], [np.full(7, 0.5)])

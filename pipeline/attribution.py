@@ -1,0 +1,233 @@
+"""Word-level Integrated Gradients for a sequence classifier.
+
+Words are whitespace words (``text.split()``); the model sees subword tokens. ``encode_words``
+records which word each token came from, ``tokens_to_words`` sums token scores back into words.
+
+``integrated_gradients`` is hand-written so that it can run with ``create_graph=True``: the
+attribution is then a differentiable function of the model parameters, which the guided
+training loss needs (captum detaches its gradients). It integrates the gradient of the target
+logit with respect to the *word* embeddings (``model.get_input_embeddings()``); the model adds
+position and token-type embeddings itself because the path is fed through ``inputs_embeds``.
+
+Baseline (``pad_baseline``): every token of a word is replaced by the pad token; special tokens
+([CLS]/[SEP], <s>/</s>) and padding stay as they are. Their input and baseline embeddings are
+then equal, so they get exactly zero attribution and the word scores are the whole story.
+Quadrature: the Riemann midpoint rule, alpha_k = (k + 1/2) / steps, equal weights 1 / steps
+(captum ``method="riemann_middle"``); with few steps (m = 8 in training) it is more accurate
+than the trapezoid rule and spends no evaluation on the baseline itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
+
+
+def encode_words(
+    tokenizer: PreTrainedTokenizerBase,
+    sentences: Sequence[Sequence[str]],
+    *,
+    max_length: int = 128,
+    device: str | torch.device = "cpu",
+) -> tuple[BatchEncoding, Tensor]:
+    """Tokenise pre-split sentences and map every token to its word.
+
+    Every word after the first is given a leading space, so byte-level BPE (RoBERTa) tokenises it
+    as in running text ("Ġword") whether or not the tokenizer was built with
+    ``add_prefix_space=True``; WordPiece (BERT) splits on whitespace and ignores the space.
+
+    Args:
+        tokenizer: a fast tokenizer (``word_ids()`` is needed).
+        sentences: B sentences, each a list of words.
+        max_length: token budget per sentence, special tokens included; longer sentences are
+            truncated and their last words get no tokens.
+        device: where the returned tensors live.
+
+    Returns:
+        (encoding, word_index): the padded encoding (``input_ids``, ``attention_mask``, ... of
+        shape (B, T)) and ``word_index`` (B, T) long, the word position of each token, -1 for
+        special and padding tokens.
+    """
+    if not tokenizer.is_fast:
+        raise TypeError(f"{type(tokenizer).__name__} is not a fast tokenizer; word_ids() needs one")
+    spaced = [[w if i == 0 else " " + w for i, w in enumerate(words)] for words in sentences]
+    encoding = tokenizer(
+        spaced,
+        is_split_into_words=True,
+        truncation=True,
+        max_length=max_length,
+        padding=True,
+        padding_side="right",  # integrated_gradients trims padding off the end
+        return_tensors="pt",
+    )
+    word_index = torch.tensor(
+        [[-1 if w is None else w for w in encoding.word_ids(b)] for b in range(len(spaced))],
+        dtype=torch.long,
+    )
+    return encoding.to(device), word_index.to(device)
+
+
+def tokens_to_words(
+    token_scores: Tensor, word_index: Tensor, *, n_words: int
+) -> tuple[Tensor, Tensor]:
+    """Sum subword scores into word scores (differentiable).
+
+    Args:
+        token_scores: (B, T) a score per token.
+        word_index: (B, T) the word of each token, -1 for special and padding tokens (ignored).
+        n_words: W, the padded number of words (the longest sentence of the batch).
+
+    Returns:
+        (word_scores, word_mask): (B, W) float, and (B, W) bool, True for words with at least one
+        token. Padding words and words cut off by truncation score 0 and are masked out.
+    """
+    real = word_index >= 0
+    index = word_index.clamp(min=0)  # -1 tokens are zeroed below, so word 0 receives nothing
+    shape = (token_scores.shape[0], n_words)
+    scores = token_scores.new_zeros(shape).scatter_add(
+        1, index, torch.where(real, token_scores, torch.zeros_like(token_scores))
+    )
+    counts = torch.zeros(shape, dtype=torch.long, device=word_index.device)
+    counts.scatter_add_(1, index, real.long())
+    return scores, counts > 0
+
+
+def pad_baseline(*, input_ids: Tensor, word_index: Tensor, pad_token_id: int) -> Tensor:
+    """The IG baseline: word tokens become ``pad_token_id``, special and padding tokens stay.
+
+    Args:
+        input_ids: (B, T) token ids.
+        word_index: (B, T) from ``encode_words``.
+        pad_token_id: the tokenizer's pad token.
+
+    Returns:
+        (B, T) baseline token ids.
+    """
+    return torch.where(word_index >= 0, torch.full_like(input_ids, pad_token_id), input_ids)
+
+
+def integrated_gradients(
+    model: PreTrainedModel,
+    *,
+    input_ids: Tensor,
+    baseline_ids: Tensor,
+    attention_mask: Tensor,
+    target: Tensor,
+    steps: int,
+    create_graph: bool = False,
+    internal_batch_size: int | None = None,
+) -> Tensor:
+    """Integrated Gradients of the target logit w.r.t. the word embeddings, summed over hidden units.
+
+    attribution_t = sum_h (x_th - x'_th) * (1/steps) * sum_k dF(x' + alpha_k (x - x')) / dx_th,
+    with x, x' the word embeddings of ``input_ids`` and ``baseline_ids`` and alpha_k the midpoints
+    (k + 1/2) / steps. The model is used in whatever mode it is in (dropout on in ``train()``).
+
+    On CPU, where time grows with the padded token count, sentences of similar length share a pass
+    trimmed to their own longest length (``_length_groups``); padding is masked, so only rounding
+    changes. A GPU is launch-bound at these sizes and runs the whole padded batch at once.
+
+    Args:
+        model: a sequence classifier accepting ``inputs_embeds``.
+        input_ids: (B, T) right-padded token ids.
+        baseline_ids: (B, T) baseline token ids (``pad_baseline``).
+        attention_mask: (B, T).
+        target: (B,) the class whose logit is attributed.
+        steps: number of interpolation points.
+        create_graph: keep the graph so the result can be differentiated w.r.t. the parameters.
+        internal_batch_size: rows per forward pass, as in captum: each pass evaluates
+            ``max(1, internal_batch_size // n)`` interpolation points of a group of n sentences;
+            None evaluates all ``steps`` points of a group in one (n * steps)-row pass.
+
+    Returns:
+        (B, T) attribution per token; exactly 0 where input and baseline tokens are equal.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    lengths = attention_mask.sum(1).tolist()
+    if input_ids.device.type == "cpu":
+        groups = _length_groups(lengths, steps=steps)
+    else:
+        groups = [list(range(len(lengths)))]
+    attribution = torch.zeros(input_ids.shape, device=input_ids.device)
+    with torch.enable_grad():
+        # one lookup for the whole batch: each lookup costs a dense vocabulary-sized gradient
+        inputs, baseline = model.get_input_embeddings()(torch.stack([input_ids, baseline_ids]))
+        if not create_graph:  # only gradients w.r.t. the path are needed, not through the embeddings
+            inputs, baseline = inputs.detach(), baseline.detach()
+        for rows in groups:
+            width = max(lengths[r] for r in rows)
+            index = torch.tensor(rows, device=input_ids.device)
+            part = _integrate(
+                model,
+                inputs=inputs[index, :width],
+                baseline=baseline[index, :width],
+                attention_mask=attention_mask[index, :width],
+                target=target[index],
+                steps=steps,
+                create_graph=create_graph,
+                internal_batch_size=internal_batch_size,
+            )
+            columns = torch.arange(width, device=input_ids.device)
+            attribution = attribution.index_put((index[:, None], columns[None, :]), part.float())
+    return attribution
+
+
+# A group's fixed cost in padded tokens x steps. Measured for the guided loss on MiniLM, CPU, one
+# thread: about 1.6 ms per padded token per step plus 0.11 s per group, i.e. ~64 token-steps.
+_GROUP_OVERHEAD = 64
+
+
+def _length_groups(lengths: list[int], *, steps: int) -> list[list[int]]:
+    """Split sentence indices into groups of similar length, minimising the estimated IG cost.
+
+    Sentences sorted by length are cut into contiguous groups minimising
+    sum_g (steps * size_g * longest_g + _GROUP_OVERHEAD) by dynamic programming.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    best = [0.0] + [math.inf] * len(order)  # best[j]: cheapest cost of the j shortest sentences
+    cut = [0] * (len(order) + 1)  # cut[j]: where the last group of that solution starts
+    for j in range(1, len(order) + 1):
+        for i in range(j):
+            cost = best[i] + steps * (j - i) * lengths[order[j - 1]] + _GROUP_OVERHEAD
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups, j = [], len(order)
+    while j:
+        groups.append(order[cut[j] : j])
+        j = cut[j]
+    return groups
+
+
+def _integrate(
+    model: PreTrainedModel,
+    *,
+    inputs: Tensor,
+    baseline: Tensor,
+    attention_mask: Tensor,
+    target: Tensor,
+    steps: int,
+    create_graph: bool,
+    internal_batch_size: int | None,
+) -> Tensor:
+    """``integrated_gradients`` of one group of n sentences given their (n, T, H) word embeddings."""
+    batch = inputs.shape[0]
+    per_pass = steps if internal_batch_size is None else max(1, internal_batch_size // batch)
+    delta = inputs - baseline
+    alphas = (torch.arange(steps, device=inputs.device, dtype=inputs.dtype) + 0.5) / steps
+    total = torch.zeros_like(inputs)
+    for chunk in alphas.split(per_pass):
+        k = chunk.shape[0]
+        # alpha-major rows, (k * n, T, H): row j * n + b is sentence b at alpha_j
+        path = (baseline + chunk.view(k, 1, 1, 1) * delta).flatten(0, 1)
+        if not path.requires_grad:
+            path.requires_grad_()
+        logits = model(inputs_embeds=path, attention_mask=attention_mask.repeat(k, 1)).logits
+        picked = logits.float().gather(1, target.repeat(k).unsqueeze(1)).sum()
+        (grad,) = torch.autograd.grad(picked, path, create_graph=create_graph)
+        total = total + grad.view(k, *inputs.shape).sum(0)
+    return (delta * total).sum(-1) / steps

@@ -1,0 +1,314 @@
+"""The Prefect flow: the stage graph of dvc.yaml, run like `dvc repro` with independent stages in parallel.
+
+DVC stays the one description of the graph and the one record of what is up to date. The flow
+reads the graph through DVC's API, orders it in waves (a stage's upstream all in earlier waves)
+and, wave by wave, under DVC's repository lock:
+
+1. keeps the stages DVC reports changed (checked after the upstream waves were recorded, so a
+   rerun upstream stage with identical outputs leaves its dependents alone, as in `dvc repro`);
+2. removes their outputs, as `dvc repro` does, so no stale file survives in a directory output,
+   and restores those whose exact run DVC's run cache holds;
+
+then, without the lock, runs the other stages' commands concurrently as Prefect tasks, and
+finally records every finished stage in dvc.lock with `dvc commit`'s API. After a flow run
+`dvc status` reports those stages up to date, and after `dvc repro` the flow finds nothing to do.
+
+Stage commands run like DVC runs them: in the stage's working directory, with DVC_ROOT and
+DVC_STAGE set, through /bin/sh, with the interpreter running the flow first on PATH (so
+``python`` is the project's environment, as `make run` arranges with .venv/bin).
+
+Run it locally with ``python -m pipeline.flow [--targets fewshot] ...`` (Prefect starts a
+temporary server) or deploy it with prefect.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO
+
+import networkx as nx
+from dvc.parsing import MatrixDefinition, split_group_name
+from dvc.repo import Repo, lock_repo
+from dvc.repo.reproduce import get_active_graph
+from dvc.stage import PipelineStage
+from dvc.stage.cache import RunCacheNotFoundError
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pipeline.errors import CapflowError, ConfigError
+from pipeline.params import PARAMS_FILE
+
+PROFILES = Path("profiles")
+# Flow filter -> the dvc.yaml matrix item key it selects on.
+_FILTER_KEYS = {"datasets": "dataset", "settings": "setting", "methods": "prior", "seeds": "seed"}
+# LLM scoring is the stage with transient failures (a shared GPU out of memory, a server timing out).
+_RETRIES = {"score": 2}
+_RETRY_DELAY_S = 30
+_STDERR_TAIL = 20
+
+
+class StageError(CapflowError):
+    """A stage command exited non-zero; the message names the stage and holds its last stderr line."""
+
+
+def check_profile(profile: str) -> None:
+    """Refuse to run unless params.yaml holds ``profile``.
+
+    DVC and every stage read params.yaml, so a profile is selected by copying it there
+    (``cp profiles/paper.yaml params.yaml``, what ``make run PROFILE=paper`` does); the flow never
+    rewrites the tracked file itself, it checks.
+
+    Args:
+        profile: "params.yaml" (run whatever it holds), a name under profiles/ ("paper") or a
+            path to a YAML file.
+
+    Raises:
+        ConfigError: the profile file is missing or params.yaml differs from it.
+    """
+    source = Path(profile) if profile.endswith((".yaml", ".yml")) else PROFILES / f"{profile}.yaml"
+    if not source.is_file():
+        raise ConfigError(f"profile {profile!r}: no file {source}")
+    if source.resolve() != PARAMS_FILE.resolve() and source.read_bytes() != PARAMS_FILE.read_bytes():
+        raise ConfigError(
+            f"{PARAMS_FILE} is not profile {profile!r}: select it with `cp {source} {PARAMS_FILE}` "
+            f"(or `make run PROFILE={source.stem}`), then run again"
+        )
+
+
+def stage_item(stage: PipelineStage) -> dict[str, str]:
+    """The values a stage was expanded with: its matrix item, or {"dataset": key} for a foreach stage.
+
+    dvc.yaml's foreach stages iterate over data.datasets, so their key is a dataset name; a stage
+    outside foreach/matrix (a whole-experiment stage) has none.
+    """
+    group, key = split_group_name(stage.name)
+    if key is None:
+        return {}
+    definition = stage.dvcfile.resolver.definitions[group]
+    if isinstance(definition, MatrixDefinition):
+        return {name: str(value) for name, value in definition.normalized_iterable[key].items()}
+    return {"dataset": key}
+
+
+def task_run_name(stage: PipelineStage) -> str:
+    """A name that reads well in the UI, e.g. "guided · banking77_mini · k5-seed0 · cap+ig · seed 0"."""
+    values = (f"seed {value}" if name == "seed" else value for name, value in stage_item(stage).items())
+    return " · ".join([split_group_name(stage.name)[0], *values])
+
+
+def _matches_target(stage: PipelineStage, target: str) -> bool:
+    # a full name, a group ("fewshot") or a partial key ("guided@banking77_mini")
+    return stage.name == target or stage.name.startswith(target if "@" in target else f"{target}@")
+
+
+def _upstream_closure(graph: nx.DiGraph, stages: Iterable[PipelineStage]) -> nx.DiGraph:
+    # DVC's graph points from a stage to the stages it depends on
+    nodes = set()
+    for stage in stages:
+        nodes |= nx.descendants(graph, stage) | {stage}
+    return graph.subgraph(nodes)
+
+
+def select_stages(
+    graph: nx.DiGraph, *, targets: list[str] | None = None, filters: dict[str, list[str] | list[int] | None] | None = None
+) -> nx.DiGraph:
+    """The part of the stage graph a flow run covers: the selected stages and all their upstream.
+
+    Args:
+        graph: DVC's stage graph (edges from a stage to its upstream stages).
+        targets: stage names, groups ("fewshot") or partial names ("guided@banking77_mini");
+            None = every stage.
+        filters: keys of ``_FILTER_KEYS`` (datasets, settings, methods, seeds) -> allowed values.
+            A filter keeps the stages whose item has an allowed value for its key or lacks the key
+            (so baseline stages, which have no prior, stay with a methods filter); a
+            whole-experiment stage runs only without filters.
+
+    Returns:
+        The induced subgraph, closed under upstream.
+
+    Raises:
+        ConfigError: a target names no stage, or a filter value appears in no stage.
+    """
+    stages = list(graph)
+    for target in targets or []:
+        if not any(_matches_target(stage, target) for stage in stages):
+            groups = sorted({split_group_name(stage.name)[0] for stage in stages})
+            raise ConfigError(f"targets: {target!r} names no stage of dvc.yaml (groups: {', '.join(groups)})")
+    if targets:
+        stages = list(_upstream_closure(graph, (s for s in stages if any(_matches_target(s, t) for t in targets))))
+    active = {_FILTER_KEYS[name]: (name, {str(v) for v in values}) for name, values in (filters or {}).items() if values}
+    if not active:
+        return graph.subgraph(stages)
+    items = {stage: stage_item(stage) for stage in stages}
+    for key, (name, allowed) in active.items():
+        known = {item[key] for item in items.values() if key in item}
+        unknown = sorted(allowed - known)
+        if unknown:
+            raise ConfigError(f"{name}: {unknown[0]!r} is in no selected stage of dvc.yaml (has: {', '.join(sorted(known))})")
+    kept = [
+        stage
+        for stage, item in items.items()
+        if item and all(item.get(key) in allowed for key, (_, allowed) in active.items() if key in item)
+    ]
+    return _upstream_closure(graph, kept)
+
+
+def waves(graph: nx.DiGraph) -> list[list[PipelineStage]]:
+    """Topological generations from the sources: each stage's upstream lies in earlier waves."""
+    return [sorted(wave, key=lambda stage: stage.name) for wave in nx.topological_generations(graph.reverse(copy=False))]
+
+
+def _pump(stream: IO[str], log: Callable[[str], None], tail: deque[str]) -> None:
+    for line in stream:
+        line = line.rstrip("\n")
+        log(line)
+        tail.append(line)
+
+
+@task(cache_policy=NO_CACHE)  # DVC decides what is up to date
+def run_stage(*, name: str, commands: list[str], wdir: str, root: str) -> str:
+    """Run a stage's commands like `dvc repro` does, streaming their output into the run's logs.
+
+    Args:
+        name: the stage's DVC name (exported as DVC_STAGE).
+        commands: its cmd lines, run one after another through /bin/sh.
+        wdir: the stage's working directory.
+        root: the DVC repository root (exported as DVC_ROOT).
+
+    Returns:
+        The last line the stage printed on stdout ("" if none).
+
+    Raises:
+        StageError: a command exited non-zero; the message is the stage's last stderr line.
+    """
+    logger = get_run_logger()
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "DVC_ROOT": root, "DVC_STAGE": name, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+    stdout: deque[str] = deque(maxlen=1)
+    stderr: deque[str] = deque(maxlen=_STDERR_TAIL)
+    start = time.perf_counter()
+    for command in commands:
+        logger.info("> %s", command)
+        with subprocess.Popen(command, shell=True, cwd=wdir, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+            # two pipes read at once, or a chatty stderr fills its buffer and blocks the stage
+            reader = threading.Thread(target=_pump, args=(process.stderr, logger.info, stderr))
+            reader.start()
+            _pump(process.stdout, logger.info, stdout)
+            reader.join()
+        if process.returncode != 0:
+            last = next((line for line in reversed(stderr) if line.strip()), "(no stderr)")
+            raise StageError(f"stage {name} failed (exit {process.returncode}): {last}")
+    result = stdout[-1] if stdout else ""
+    logger.info("%s done in %.1f s: %s", name, time.perf_counter() - start, result)
+    return result
+
+
+def _remove_or_restore(repo: Repo, stage: PipelineStage) -> bool:
+    """Remove the stage's outputs like `dvc repro`; restore them if DVC's run cache holds this exact run."""
+    stage.remove_outs(ignore_remove=False, force=False)
+    try:
+        repo.stage_cache.restore(stage)
+    except RunCacheNotFoundError:
+        return False
+    return True
+
+
+def _run_wave(stages: list[PipelineStage], *, root: str, max_concurrency: int) -> dict[str, BaseException | None]:
+    """Submit the stages' commands to a thread pool of ``max_concurrency``; name -> exception or None."""
+    with ThreadPoolTaskRunner(max_workers=max_concurrency) as runner:
+        futures = {}
+        for stage in stages:
+            group = split_group_name(stage.name)[0]
+            options = {"retries": _RETRIES[group], "retry_delay_seconds": _RETRY_DELAY_S} if group in _RETRIES else {}
+            commands = stage.cmd if isinstance(stage.cmd, list) else stage.cmd.splitlines()
+            futures[stage.name] = runner.submit(
+                run_stage.with_options(name=group, task_run_name=task_run_name(stage), **options),
+                {"name": stage.name, "commands": commands, "wdir": stage.wdir, "root": root},
+            )
+        results = {name: future.result(raise_on_failure=False) for name, future in futures.items()}
+    return {name: result if isinstance(result, BaseException) else None for name, result in results.items()}
+
+
+@flow(name="capflow")
+def capflow(
+    profile: str = "params.yaml",
+    datasets: list[str] | None = None,
+    settings: list[str] | None = None,
+    methods: list[str] | None = None,
+    seeds: list[int] | None = None,
+    targets: list[str] | None = None,
+    max_concurrency: int = 2,
+) -> dict[str, list[str]]:
+    """Bring the selected part of dvc.yaml's graph up to date, independent stages concurrently.
+
+    Args:
+        profile: the profile params.yaml must hold: "params.yaml" (whatever it holds), a name
+            under profiles/ ("paper") or a YAML path; see :func:`check_profile`.
+        datasets: only stages of these datasets (None = all).
+        settings: only these few-shot settings, e.g. ["k5-seed0", "full"].
+        methods: only these priors (student.priors names); baseline stages always run.
+        seeds: only these training seeds (student.seeds).
+        targets: only these stages (names, groups like "fewshot", or "guided@banking77_mini")
+            and their upstream.
+        max_concurrency: stages run at once (2 on a laptop; on one GPU, as many as fit).
+
+    Returns:
+        Stage names by outcome, in run order: "ran", "restored" (from DVC's run cache), "up_to_date".
+
+    Raises:
+        ConfigError: a bad profile, target or filter, before any stage runs.
+        StageError: a stage failed; the stages finished in its wave are recorded, none downstream runs.
+    """
+    logger = get_run_logger()
+    if max_concurrency < 1:
+        raise ConfigError(f"max_concurrency: must be at least 1 (got {max_concurrency})")
+    check_profile(profile)
+    filters = {"datasets": datasets, "settings": settings, "methods": methods, "seeds": seeds}
+    summary: dict[str, list[str]] = {"ran": [], "restored": [], "up_to_date": []}
+    with Repo(".") as repo:
+        with lock_repo(repo):
+            plan = waves(select_stages(get_active_graph(repo.index.graph), targets=targets, filters=filters))
+        logger.info("%d stages selected in %d waves", sum(map(len, plan)), len(plan))
+        for number, wave in enumerate(plan, 1):
+            with lock_repo(repo):
+                changed = [stage for stage in wave if stage.changed()]
+                restored = [stage for stage in changed if _remove_or_restore(repo, stage)]
+            to_run = [stage for stage in changed if stage not in restored]
+            names = f" ({', '.join(stage.name for stage in to_run)})" if to_run else ""
+            logger.info(
+                "wave %d/%d: %d to run%s, %d restored from the run cache, %d up to date",
+                number, len(plan), len(to_run), names, len(restored), len(wave) - len(changed),
+            )
+            errors = _run_wave(to_run, root=repo.root_dir, max_concurrency=max_concurrency) if to_run else {}
+            ran = [stage for stage in to_run if errors[stage.name] is None]
+            with lock_repo(repo):
+                for stage in restored + ran:
+                    repo.commit(stage.addressing, force=True)
+            summary["ran"] += [stage.name for stage in ran]
+            summary["restored"] += [stage.name for stage in restored]
+            summary["up_to_date"] += [stage.name for stage in wave if stage not in changed]
+            failed = [error for error in errors.values() if error is not None]
+            if failed:
+                more = f" (and {len(failed) - 1} more in wave {number})" if len(failed) > 1 else ""
+                raise StageError(f"{failed[0]}{more}")
+    logger.info("done: %d ran, %d restored, %d up to date", *map(len, summary.values()))
+    return summary
+
+
+def main() -> None:
+    """Run the flow locally from the command line (a list option repeats: --targets data --targets fewshot)."""
+    from pipeline.cli import stage_app
+
+    stage_app(capflow)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""The scorer interface shared by every LLM backend, and the backend factory.
+
+A scorer returns, for each query ``(suffix, target)`` sharing one ``prefix``, the log-probability
+of the target continuation: log p(target | prefix + suffix) = the sum of the target tokens'
+log-probabilities.
+
+Tokenisation convention (identical in every backend and in the naive reference): prefix, suffix
+and target are tokenised separately, without special tokens, and their ids are concatenated. So a
+backend never re-tokenises the joined text (where a token could straddle a boundary), and the
+target tokens are exactly ``tokenize(target)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from pipeline.errors import CapflowError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+Query = tuple[str, str]  # (suffix, target)
+EncodedQuery = tuple[list[int], list[int]]  # (suffix ids, target ids)
+
+
+class ScoringError(CapflowError):
+    """A query cannot be scored (empty target, too long for the model) or a backend failed."""
+
+
+class Scorer(ABC):
+    """Scores label continuations with a causal LM.
+
+    Attributes:
+        identity: backend + model id + revision (+ dtype): part of every cache key, since the
+            scores depend on all of them.
+        tokenizer: the model's Hugging Face tokenizer (prompt rendering, token counts).
+        max_length: the model's context in tokens; longer queries raise :class:`ScoringError`.
+    """
+
+    identity: str
+    tokenizer: object
+    max_length: int
+
+    @abstractmethod
+    def score(self, *, prefix: str, queries: Sequence[Query], progress: bool = True) -> np.ndarray:
+        """log p(target | prefix + suffix) for each query.
+
+        Args:
+            prefix: text shared by every query (system, instruction, label space).
+            queries: ``(suffix, target)`` pairs.
+            progress: show a progress bar (a q/s line is logged either way).
+
+        Returns:
+            float64 array, shape (len(queries),), each value <= 0.
+
+        Raises:
+            ScoringError: see :meth:`encode`.
+        """
+
+    def encode(self, *, prefix: str, queries: Sequence[Query]) -> tuple[list[int], list[EncodedQuery]]:
+        """Tokenise under the shared convention and validate every query up front.
+
+        Long inputs raise instead of being truncated: a truncated sentence would silently give
+        its cut-off words no influence on any score, i.e. zero attribution. Shorten or drop such
+        texts in the dataset instead.
+
+        Returns:
+            ``(prefix_ids, [(suffix_ids, target_ids), ...])``.
+
+        Raises:
+            ScoringError: the prefix or a target tokenises to nothing, or prefix + suffix + target
+                exceeds ``max_length`` (the message names the query index and the token counts).
+        """
+        prefix_ids = _token_ids(self.tokenizer, [prefix])[0]
+        if not prefix_ids:
+            raise ScoringError("the prompt prefix is empty: the first target token would have no context")
+        suffixes = _token_ids(self.tokenizer, [s for s, _ in queries])
+        targets = _token_ids(self.tokenizer, [t for _, t in queries])
+        for i, (suffix_ids, target_ids) in enumerate(zip(suffixes, targets)):
+            if not target_ids:
+                raise ScoringError(f"query {i}: target {queries[i][1]!r} tokenises to nothing")
+            n = len(prefix_ids) + len(suffix_ids) + len(target_ids)
+            if n > self.max_length:
+                raise ScoringError(
+                    f"query {i}: {n} tokens (prefix {len(prefix_ids)} + suffix {len(suffix_ids)} + target "
+                    f"{len(target_ids)}) exceed the model's context of {self.max_length}; shorten or drop the text "
+                    f"starting {queries[i][0][:60]!r}"
+                )
+        return prefix_ids, list(zip(suffixes, targets))
+
+
+def _token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    if not texts:
+        return []
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+@contextlib.contextmanager
+def report_progress(*, total: int, enabled: bool, desc: str) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar over ``total`` queries; yields its ``update(n)``; logs the q/s rate at the end."""
+    start = time.perf_counter()
+    with tqdm(total=total, disable=not enabled, desc=desc, unit="q", dynamic_ncols=True) as bar:
+        yield bar.update
+    seconds = time.perf_counter() - start
+    logger.info("%s: %d queries in %.1f s (%.2f q/s)", desc, total, seconds, total / max(seconds, 1e-9))
+
+
+def make_scorer(
+    *,
+    backend: Literal["transformers", "vllm", "openai"],
+    model: str,
+    device: str = "cpu",
+    batch_size: int = 32,
+    base_url: str | None = None,
+    dtype: str | None = None,
+) -> Scorer:
+    """Build the scorer for ``backend``.
+
+    Args:
+        backend: "transformers" (CPU or CUDA, shared-prefix KV reuse), "vllm" (GPU, offline
+            engine; needs ``pip install 'capflow[vllm]'``) or "openai" (a running ``vllm serve``).
+        model: built-in name, local directory or hub id (for "openai": the served model's name,
+            whose tokenizer must also be loadable locally).
+        device: "cpu" or "cuda[:i]" (transformers only).
+        batch_size: queries per forward pass / per HTTP request.
+        base_url: the server's root URL, e.g. "http://localhost:8000" (required by openai, else unused).
+        dtype: "float32", "bfloat16" or "float16"; None = float32 on CPU, bfloat16 on CUDA
+            (transformers, vllm).
+
+    Raises:
+        ConfigError: unknown backend, bad dtype, or no base_url for backend=openai.
+        ModelError: the model cannot be found or loaded.
+    """
+    if backend not in ("transformers", "vllm", "openai"):
+        raise ConfigError(f"scoring.backend: unknown backend {backend!r}; use transformers, vllm or openai")
+    if dtype not in (None, "float32", "bfloat16", "float16"):
+        raise ConfigError(f"scoring dtype: {dtype!r} is not one of float32, bfloat16, float16")
+    if backend == "openai" and base_url is None:
+        raise ConfigError("scoring.base_url: backend=openai needs the server URL, e.g. http://localhost:8000")
+    if backend == "transformers":
+        from pipeline.scoring.transformers_backend import TransformersScorer
+
+        return TransformersScorer(model=model, device=device, batch_size=batch_size, dtype=dtype)
+    if backend == "vllm":
+        from pipeline.scoring.vllm_backend import VllmScorer
+
+        return VllmScorer(model=model, batch_size=batch_size, dtype=dtype)
+    from pipeline.scoring.openai_backend import OpenAIScorer
+
+    return OpenAIScorer(model=model, base_url=base_url, batch_size=batch_size)

@@ -1,0 +1,201 @@
+"""Transformers backend: a Hugging Face causal LM on CPU or CUDA, scoring with shared-prefix reuse.
+
+Every query of a call shares the prompt prefix (instruction + label space: ~400 tokens for
+Banking77) while its own part is ~25 tokens, so ``score`` computes the prefix once:
+
+1. The prefix minus its last token runs through the model once; its per-layer keys and values are
+   kept for the whole call.
+2. A query's input is ``[last prefix token] + suffix + target[:-1]``: never empty, and it holds the
+   position that predicts every target token (the last target token predicts nothing needed).
+   Inputs are sorted by length and batched with right padding; positions continue after the prefix.
+3. A registered attention function attends each token to every prefix position and causally to
+   its own query's earlier tokens: one SDPA call per layer with the prefix keys/values expanded to
+   the batch, one (S, P + S) mask shared by the batch, and grouped-query heads without copies.
+   Right padding needs no padding mask: a real token never attends to the padding after it.
+4. Only hidden states at positions that predict target tokens go through the LM head.
+
+``score_naive`` is the reference: each full prompt through the whole model, no reuse.
+
+Supported: decoder-only models built on transformers' AttentionInterface whose logits are
+``lm_head(final hidden state)`` (Llama, Mistral without sliding window, Qwen2/3, SmolLM, Phi-3...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+
+from pipeline.errors import ConfigError
+from pipeline.models import default_dtype, load_causal_lm, model_identity
+from pipeline.scoring.base import Query, Scorer, ScoringError, report_progress
+
+_ATTENTION = "capflow_shared_prefix"
+
+
+def _shared_prefix_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    *,
+    shared_prefix: list[tuple[torch.Tensor, torch.Tensor]],
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Attention of a batch of queries over the shared prefix plus, causally, their own tokens.
+
+    Args:
+        module: the attention layer; its ``layer_idx`` selects the prefix cache.
+        query: (B, H, S, D) rotated queries of the batch's tokens.
+        key, value: (B, KVH, S, D) keys and values of the batch's tokens.
+        attention_mask: unused (None: transformers builds no mask for unregistered implementations).
+        scaling: the softmax scale.
+        dropout: unused (inference only).
+        shared_prefix: per layer, the prefix's (keys, values), each (1, KVH, P, D).
+
+    Returns:
+        ``(output, None)`` with output (B, S, H, D), as transformers' attention functions return.
+    """
+    if kwargs.get("softcap") is not None or kwargs.get("sliding_window") is not None or hasattr(module, "sinks"):
+        raise ScoringError(
+            f"{type(module).__name__}: softcapped, sliding-window or sink attention is not supported by "
+            "shared-prefix scoring; use the vllm backend"
+        )
+    prefix_keys, prefix_values = shared_prefix[module.layer_idx]
+    batch, length, n_prefix = query.shape[0], query.shape[2], prefix_keys.shape[2]
+    # expand() is a view; the cat is the only per-batch copy of the prefix (~10 MB a layer for SmolLM2)
+    keys = torch.cat([prefix_keys.expand(batch, -1, -1, -1), key], dim=2)
+    values = torch.cat([prefix_values.expand(batch, -1, -1, -1), value], dim=2)
+    # every prefix position, then causal over the query's own tokens; one mask for the whole batch
+    visible = torch.ones(length, n_prefix + length, dtype=torch.bool, device=query.device).tril(diagonal=n_prefix)
+    # enable_gqa: KV heads are shared by query-head groups without repeat_kv copies
+    out = F.scaled_dot_product_attention(query, keys, values, attn_mask=visible, scale=scaling, enable_gqa=True)
+    return out.transpose(1, 2), None
+
+
+AttentionInterface.register(_ATTENTION, _shared_prefix_attention)
+
+
+@contextlib.contextmanager
+def _attention(model: torch.nn.Module, implementation: str) -> Iterator[None]:
+    """Switch the model's attention implementation for the block (transformers reads it per call)."""
+    saved = model.config._attn_implementation
+    model.config._attn_implementation = implementation
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = saved
+
+
+class TransformersScorer(Scorer):
+    """Scores with a Hugging Face causal LM loaded through :func:`pipeline.models.load_causal_lm`.
+
+    Args:
+        model: built-in name, local directory or hub id.
+        device: "cpu" or "cuda[:i]".
+        batch_size: queries per forward pass.
+        dtype: "float32", "bfloat16", "float16"; None = float32 on CPU, bfloat16 on CUDA.
+    """
+
+    def __init__(self, *, model: str, device: str = "cpu", batch_size: int = 32, dtype: str | None = None):
+        if batch_size < 1:
+            raise ConfigError(f"scoring.batch_size: must be >= 1, got {batch_size}")
+        torch_dtype = getattr(torch, dtype) if dtype else default_dtype(device)
+        self._model, self.tokenizer = load_causal_lm(model, device=device, dtype=torch_dtype)
+        self.device = device
+        self.batch_size = batch_size
+        self.identity = f"transformers:{model_identity(model)}:{str(torch_dtype).removeprefix('torch.')}"
+        config = self._model.config.get_text_config()
+        self.max_length = getattr(config, "max_position_embeddings", None) or self.tokenizer.model_max_length
+        self._pad_id = self.tokenizer.pad_token_id or 0
+        self._prefix: tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]] | None = None  # last prefix's cache
+
+    @torch.inference_mode()
+    def score(self, *, prefix: str, queries: Sequence[Query], progress: bool = True) -> np.ndarray:
+        """log p(target | prefix + suffix) per query, computing the prefix once (see the module doc).
+
+        Args:
+            prefix: text shared by every query.
+            queries: ``(suffix, target)`` pairs.
+            progress: show a progress bar.
+
+        Returns:
+            float64 array, shape (len(queries),).
+        """
+        prefix_ids, encoded = self.encode(prefix=prefix, queries=queries)
+        if self._prefix is None or self._prefix[0] != prefix_ids:  # the cache scores one prefix in chunks
+            self._prefix = (prefix_ids, self._prefix_cache(prefix_ids[:-1]))
+        shared = self._prefix[1]
+        inputs = [([prefix_ids[-1]] + suffix + target)[:-1] for suffix, target in encoded]
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))  # similar lengths: little padding
+        scores = np.empty(len(inputs))
+        with (
+            report_progress(total=len(inputs), enabled=progress, desc="scoring (prefix reuse)") as update,
+            _attention(self._model, _ATTENTION),
+        ):
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                scores[batch] = self._score_batch(
+                    [inputs[i] for i in batch], [encoded[i][1] for i in batch], shared, offset=len(prefix_ids) - 1
+                )
+                update(len(batch))
+        return scores
+
+    def _prefix_cache(self, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, the prefix's keys and values, each (1, KVH, len(ids), D)."""
+        if not ids:  # a one-token prefix: every query carries it, nothing to share
+            config = self._model.config.get_text_config()
+            head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+            empty = torch.empty(1, config.num_key_value_heads, 0, head_dim, dtype=self._model.dtype, device=self.device)
+            return [(empty, empty)] * config.num_hidden_layers
+        cache = self._model.get_decoder()(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
+        return [(layer.keys, layer.values) for layer in cache.past_key_values.layers]
+
+    def _score_batch(
+        self,
+        inputs: list[list[int]],
+        targets: list[list[int]],
+        shared: list[tuple[torch.Tensor, torch.Tensor]],
+        *,
+        offset: int,
+    ) -> np.ndarray:
+        length = max(map(len, inputs))
+        ids = torch.full((len(inputs), length), self._pad_id, dtype=torch.long)
+        for row, tokens in enumerate(inputs):
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+        positions = torch.arange(offset, offset + length, device=self.device).unsqueeze(0)
+        hidden = self._model.get_decoder()(
+            input_ids=ids.to(self.device), position_ids=positions, use_cache=False, shared_prefix=shared
+        ).last_hidden_state
+        # the last len(target) positions of each row predict its target tokens
+        rows = np.repeat(np.arange(len(inputs)), [len(t) for t in targets])
+        cols = np.concatenate([np.arange(len(x) - len(t), len(x)) for x, t in zip(inputs, targets)])
+        logprobs = self._model.get_output_embeddings()(hidden[rows, cols]).float().log_softmax(dim=-1)
+        target_ids = torch.tensor(np.concatenate(targets), device=self.device)
+        token_logprobs = logprobs.gather(1, target_ids[:, None]).squeeze(1).double().cpu()
+        return torch.zeros(len(inputs), dtype=torch.float64).index_add_(0, torch.from_numpy(rows), token_logprobs).numpy()
+
+    @torch.inference_mode()
+    def score_naive(self, *, prefix: str, queries: Sequence[Query], progress: bool = True) -> np.ndarray:
+        """Reference scores: each full prompt (prefix + suffix + target ids) through the whole model.
+
+        Same arguments and result as :meth:`score`; no reuse, one query per forward pass.
+        """
+        prefix_ids, encoded = self.encode(prefix=prefix, queries=queries)
+        scores = np.empty(len(encoded))
+        with report_progress(total=len(encoded), enabled=progress, desc="scoring (naive)") as update:
+            for i, (suffix_ids, target_ids) in enumerate(encoded):
+                ids = torch.tensor([prefix_ids + suffix_ids + target_ids], device=self.device)
+                logprobs = self._model(input_ids=ids, use_cache=False).logits[0].float().log_softmax(dim=-1)
+                first = len(prefix_ids) + len(suffix_ids) - 1  # logits at j predict token j + 1
+                predicted = logprobs[first : first + len(target_ids)]
+                scores[i] = predicted.gather(1, torch.tensor(target_ids, device=self.device)[:, None]).double().sum().item()
+                update(1)
+        return scores

@@ -1,0 +1,80 @@
+"""Stage 6b: evaluate one student: metrics/<dataset>/<setting>/<method>-seed<S>.json (a DVC metric).
+
+Keys, all in percent like the paper: accuracy (test split), adv_add_accuracy, adv_replace_accuracy,
+adv_accuracy (both attacked sets together; the true label is unchanged by the attacks), and
+ERASER comprehensiveness / sufficiency (AOPC) with the rationale = the top words by the
+student's own Integrated Gradients toward its predicted label.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from pipeline.artifacts import ADVERSARIAL, ADVERSARIAL_SCHEMA, DATASET_SCHEMA, DATASETS, METRICS, MODELS
+from pipeline.eraser import faithfulness
+from pipeline.io import atomic_write, read_parquet
+from pipeline.models import resolve_device
+from pipeline.params import EvaluationParams, load_params
+from pipeline.priors.ig import ig_prior
+from pipeline.training import predict_proba
+
+
+def evaluate_student(model, tokenizer, *, test: pl.DataFrame, attacked: dict[str, pl.DataFrame],
+                     params: EvaluationParams, max_length: int, device: str) -> dict[str, float]:
+    """Accuracy, adversarial accuracy and faithfulness of a trained student.
+
+    Args:
+        test: id, text, label of the test split.
+        attacked: {"add": frame, "replace": frame} with text and (true) label.
+
+    Returns:
+        the metrics dict described in the module docstring.
+    """
+    index = model.config.label2id
+
+    def predict(texts: list[str]) -> np.ndarray:
+        return predict_proba(model, tokenizer, [t.split() for t in texts], batch_size=params.batch_size,
+                             max_length=max_length, device=device)
+
+    def accuracy(frame: pl.DataFrame) -> float:
+        gold = np.array([index[label] for label in frame["label"]])
+        return 100.0 * float((predict(frame["text"].to_list()).argmax(axis=1) == gold).mean())
+
+    sentences = [t.split() for t in test["text"]]
+    predicted = predict(test["text"].to_list()).argmax(axis=1)
+    rationale = ig_prior(model, tokenizer, sentences=sentences, labels=torch.from_numpy(predicted), steps=params.ig_steps,
+                         internal_batch_size=params.batch_size, batch_size=params.batch_size, max_length=max_length)
+    return {
+        "accuracy": accuracy(test),
+        "adv_add_accuracy": accuracy(attacked["add"]),
+        "adv_replace_accuracy": accuracy(attacked["replace"]),
+        "adv_accuracy": accuracy(pl.concat([attacked["add"], attacked["replace"]])),
+        **faithfulness(predict, sentences, rationale, fractions=params.fractions),
+    }
+
+
+def main(dataset: str, setting: str, method: str, seed: int) -> None:
+    """Evaluate models/<dataset>/<setting>/<method>-seed<seed> and write its metrics JSON."""
+    params = load_params()
+    device = resolve_device(params.device)
+    folder = MODELS / dataset / setting / f"{method}-seed{seed}"
+    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    attacked = {name: read_parquet(ADVERSARIAL / dataset / setting / f"{name}.parquet", schema=ADVERSARIAL_SCHEMA)
+                for name in ("add", "replace")}
+    metrics = evaluate_student(model, tokenizer, test=read_parquet(DATASETS / dataset / "test.parquet", schema=DATASET_SCHEMA),
+                               attacked=attacked, params=params.evaluation, max_length=params.student.max_length, device=device)
+    with atomic_write(METRICS / dataset / setting / f"{method}-seed{seed}.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"{dataset}/{setting}/{method}-seed{seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+
+
+if __name__ == "__main__":
+    from pipeline.cli import stage_app
+
+    stage_app(main)()

@@ -1,0 +1,38 @@
+"""Stage 3b: the IG prior from the fine-tuned baseline student: data/priors/<dataset>/<setting>/ig.parquet.
+
+Integrated Gradients (captum's LayerIntegratedGradients on the embedding layer) of the true-label
+logit over the setting's train set, subword scores summed into whitespace words.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from pipeline.artifacts import DATASET_SCHEMA, FEWSHOT, MODELS, PRIORS, priors_frame
+from pipeline.io import read_parquet, write_parquet
+from pipeline.models import resolve_device
+from pipeline.params import load_params
+from pipeline.priors.ig import ig_prior
+
+
+def main(dataset: str, setting: str) -> None:
+    """Write data/priors/<dataset>/<setting>/ig.parquet from baseline-seed<priors.ig.teacher_seed>."""
+    params = load_params()
+    device = resolve_device(params.device)
+    folder = MODELS / dataset / setting / f"baseline-seed{params.priors.ig.teacher_seed}"
+    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    sentences = read_parquet(FEWSHOT / dataset / f"{setting}.parquet", schema=DATASET_SCHEMA)
+    words = [text.split() for text in sentences["text"]]
+    scores = ig_prior(model, tokenizer, sentences=words, labels=torch.tensor([model.config.label2id[l] for l in sentences["label"]]),
+                      steps=params.priors.ig.steps, internal_batch_size=params.priors.ig.internal_batch_size,
+                      batch_size=16, max_length=params.student.max_length)
+    write_parquet(priors_frame(sentences["id"].to_list(), words, scores), PRIORS / dataset / setting / "ig.parquet")
+    print(f"{dataset}/{setting}/ig: {len(words)} sentences from {folder}")
+
+
+if __name__ == "__main__":
+    from pipeline.cli import stage_app
+
+    stage_app(main)()

@@ -1,0 +1,89 @@
+"""Stage 5: train one student: models/<dataset>/<setting>/<method>-seed<S>/ (checkpoint + train_log.parquet).
+
+``method`` is ``baseline`` (cross-entropy only; also the teacher of the IG prior) or a prior
+combination (cross-entropy + beta * MSE between the student's own word-level IG and that prior).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from pipeline.artifacts import DATASET_SCHEMA, DATASETS, FEWSHOT, FUSED, MODELS, PRIORS_SCHEMA
+from pipeline.errors import ArtifactError
+from pipeline.io import read_parquet, write_parquet
+from pipeline.methods import get_method
+from pipeline.models import load_student, resolve_device
+from pipeline.params import Params, load_params
+from pipeline.training import train_student
+
+
+def label_names(dataset: str) -> list[str]:
+    """The dataset's label set, sorted: class index i is label_names[i] for every student."""
+    return sorted(read_parquet(DATASETS / dataset / "train.parquet", schema=DATASET_SCHEMA)["label"].unique())
+
+
+def training_examples(sentences: pl.DataFrame, labels: list[str], prior: pl.DataFrame | None) -> list:
+    """(words, label index, prior scores or None) per training sentence."""
+    index = {label: i for i, label in enumerate(labels)}
+    priors = dict(zip(prior["id"], prior["scores"])) if prior is not None else {}
+    examples = []
+    for sentence_id, text, label in sentences.select("id", "text", "label").iter_rows():
+        if prior is not None and sentence_id not in priors:
+            raise ArtifactError(f"prior has no scores for training sentence {sentence_id!r}; rerun the prior stages")
+        scores = np.asarray(priors[sentence_id], dtype=np.float64) if prior is not None else None
+        examples.append((text.split(), index[label], scores))
+    return examples
+
+
+def train(params: Params, dataset: str, setting: str, method: str, seed: int):
+    """Fine-tune a fresh student with ``method``.
+
+    Returns:
+        (model, tokenizer, training log frame)
+    """
+    labels = label_names(dataset)
+    sentences = read_parquet(FEWSHOT / dataset / f"{setting}.parquet", schema=DATASET_SCHEMA)
+    prior = None if method == "baseline" else read_parquet(FUSED / dataset / setting / f"{method}.parquet", schema=PRIORS_SCHEMA)
+    device = resolve_device(params.device)
+    model, tokenizer = load_student(params.student.model, num_labels=len(labels), device=device)
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {label: i for i, label in enumerate(labels)}
+    student = params.student
+    settings = {} if method == "baseline" else {"beta": student.beta, "steps": student.ig_steps, "normalisation": params.priors.normalisation}
+    objective = get_method(method, **settings)
+    model, log = train_student(
+        model=model, tokenizer=tokenizer, train=training_examples(sentences, labels, prior), method=objective,
+        epochs=student.epochs, lr=student.lr, batch_size=student.batch_size, warmup_fraction=student.warmup_fraction,
+        max_length=student.max_length, seed=seed, device=device,
+    )
+    return model, tokenizer, log
+
+
+def main(dataset: str, setting: str, method: str, seed: int) -> None:
+    """Write models/<dataset>/<setting>/<method>-seed<seed>/ atomically (a temporary folder, then rename)."""
+    model, tokenizer, log = train(load_params(), dataset, setting, method, seed)
+    target = MODELS / dataset / setting / f"{method}-seed{seed}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_parquet(log, tmp / "train_log.parquet")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    last = log.tail(1).to_dicts()[0]
+    print(f"{target}: {len(log)} steps, last ce {last['ce']:.4f}, align {last['align']:.4f}")
+
+
+if __name__ == "__main__":
+    from pipeline.cli import stage_app
+
+    stage_app(main)()

@@ -1,0 +1,212 @@
+"""pipeline/flow.py and prefect.yaml: the Prefect flow runs dvc.yaml's graph like `dvc repro`.
+
+The flow runs against Prefect's temporary local server in a fresh copy of the project (git + DVC,
+one small dataset), on the stages that exist end to end today: data and fewshot.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from dvc.repo import Repo
+from dvc.stage import PipelineStage
+from polars.testing import assert_frame_equal
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.settings import PREFECT_API_URL
+from prefect.testing.utilities import prefect_test_harness
+
+from pipeline.errors import ConfigError
+from pipeline.flow import StageError, capflow, check_profile, select_stages, task_run_name, waves
+
+REPO = Path(__file__).resolve().parents[1]
+FEWSHOT = Path("data/fewshot/banking77_mini")
+
+
+@pytest.fixture(scope="module")
+def prefect_server() -> Iterator[None]:
+    """Prefect's temporary server on a throw-away database, started once for the module."""
+    with prefect_test_harness():
+        yield
+
+
+@pytest.fixture
+def project(tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh git + DVC copy of the project with only banking77_mini, as the working directory."""
+    for package in ("pipeline", "stages"):
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "prefect.yaml"):
+        shutil.copy(REPO / name, tmp_path)
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["data"]["mirror"] = str(shared_data)
+    params["data"]["datasets"] = {"banking77_mini": params["data"]["datasets"]["banking77_mini"]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    Repo.init(str(tmp_path)).close()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def edit_params(edit: Callable[[dict], None]) -> None:
+    params = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
+    edit(params)
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+
+def names(stages: Iterable[PipelineStage]) -> list[str]:
+    return sorted(stage.name for stage in stages)
+
+
+def set_shots(k: int) -> Callable[[dict], None]:
+    def edit(params: dict) -> None:
+        params["fewshot"]["shots"] = [k]
+        params["experiment"]["settings"] = [f"k{k}-seed0"]
+
+    return edit
+
+
+@pytest.mark.slow
+def test_flow_and_dvc_repro_agree_on_what_is_up_to_date(project: Path, prefect_server: None) -> None:
+    first = capflow(targets=["fewshot"])
+    assert first == {"ran": ["data@banking77_mini", "fewshot@banking77_mini"], "restored": [], "up_to_date": []}
+    for split in ("train", "validation", "test"):
+        assert (project / "data/datasets/banking77_mini" / f"{split}.parquet").is_file()
+    k5 = pl.read_parquet(FEWSHOT / "k5-seed0.parquet")
+    assert k5["label"].value_counts()["count"].to_list() == [5] * 6
+
+    # the flow recorded its runs in dvc.lock: DVC finds nothing to do
+    with Repo(".") as repo:
+        assert repo.status(targets=["fewshot"], with_deps=True) == {}
+    repro = subprocess.run([sys.executable, "-m", "dvc", "repro", "fewshot"], capture_output=True, text=True, check=True)
+    assert "Running stage" not in repro.stdout
+    assert "Stage 'fewshot@banking77_mini' didn't change" in repro.stdout
+    assert "Data and pipelines are up to date" in repro.stdout
+    again = capflow(targets=["fewshot"])
+    assert again == {"ran": [], "restored": [], "up_to_date": ["data@banking77_mini", "fewshot@banking77_mini"]}
+
+    # a new k reruns the k-shot stage only, and its directory loses the stale k=5 file, as under dvc repro
+    edit_params(set_shots(3))
+    changed = capflow(targets=["fewshot"])
+    assert changed == {"ran": ["fewshot@banking77_mini"], "restored": [], "up_to_date": ["data@banking77_mini"]}
+    assert sorted(path.name for path in FEWSHOT.iterdir()) == ["k3-seed0.parquet"]
+
+    # back to k=5: DVC's run cache holds that run, so the flow restores it instead of rerunning
+    edit_params(set_shots(5))
+    assert capflow(targets=["fewshot"])["restored"] == ["fewshot@banking77_mini"]
+    assert_frame_equal(pl.read_parquet(FEWSHOT / "k5-seed0.parquet"), k5)
+    with Repo(".") as repo:
+        assert repo.status(targets=["fewshot"], with_deps=True) == {}
+
+
+@pytest.mark.slow
+def test_a_failing_stage_fails_the_flow_with_its_error_line(project: Path, prefect_server: None) -> None:
+    edit_params(lambda params: params["data"]["datasets"]["banking77_mini"].update(path="no_such_dataset"))
+    stage = subprocess.run([sys.executable, "-m", "stages.data", "banking77_mini"], capture_output=True, text=True)
+    assert stage.returncode == 2
+    (error_line,) = stage.stderr.strip().splitlines()
+
+    with pytest.raises(StageError) as failure:
+        capflow(targets=["fewshot"])
+    assert str(failure.value) == f"stage data@banking77_mini failed (exit 2): {error_line}"
+    assert not Path("data/fewshot").exists()  # downstream never ran
+    assert not Path("dvc.lock").exists()  # nothing recorded
+
+
+FLAKY = """import pathlib, sys
+out = pathlib.Path(sys.argv[1])
+tries = pathlib.Path(f"{out}.tries")
+tries.write_text(tries.read_text() + "x" if tries.exists() else "x")
+if len(tries.read_text()) == 1:
+    sys.exit("capflow: error: transient failure")
+out.write_text("ok")
+"""
+
+
+@pytest.mark.slow
+def test_only_scoring_is_retried(tmp_path: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    stages = {name: {"cmd": f"python flaky.py {name}.out", "outs": [f"{name}.out"]} for name in ("score", "priors")}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}), encoding="utf-8")
+    (tmp_path / "params.yaml").write_text("{}\n", encoding="utf-8")
+    (tmp_path / "flaky.py").write_text(FLAKY, encoding="utf-8")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    Repo.init(str(tmp_path)).close()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("pipeline.flow._RETRY_DELAY_S", 0)
+
+    assert capflow(targets=["score"])["ran"] == ["score"]
+    assert Path("score.out.tries").read_text() == "xx"
+    with pytest.raises(StageError, match=r"stage priors failed \(exit 1\): capflow: error: transient failure"):
+        capflow(targets=["priors"])
+    assert Path("priors.out.tries").read_text() == "x"
+
+
+def test_selection_follows_the_dvc_graph(project: Path) -> None:
+    with Repo(".") as repo:
+        graph = repo.index.graph
+        assert names(select_stages(graph, targets=["fewshot"])) == ["data@banking77_mini", "fewshot@banking77_mini"]
+        assert len(select_stages(graph)) == len(graph)
+
+        cap_ig = select_stages(graph, targets=["evaluate"], filters={"methods": ["cap+ig"]})
+        assert [name for name in names(cap_ig) if name.startswith(("guided@", "evaluate"))] == [
+            "evaluate@banking77_mini-k5-seed0-cap+ig-0",
+            "guided@banking77_mini-k5-seed0-cap+ig-0",
+        ]
+        assert "baseline@banking77_mini-k5-seed0-0" in names(cap_ig)  # upstream: the IG prior's teacher
+
+        # a methods filter keeps the baseline (it has no prior) and drops the other priors
+        cap = names(select_stages(graph, filters={"methods": ["cap"], "seeds": [0]}))
+        assert "evaluate_baseline@banking77_mini-k5-seed0-0" in cap
+        assert not any(name.startswith("guided@") and not name.endswith("-cap-0") for name in cap)
+
+        plan = waves(cap_ig)
+        wave_of = {stage: number for number, wave in enumerate(plan) for stage in wave}
+        assert all(wave_of[upstream] < wave_of[stage] for stage in cap_ig for upstream in cap_ig.successors(stage))
+        assert names(plan[0]) == ["data@banking77_mini"]
+
+        guided = next(stage for stage in graph if stage.name == "guided@banking77_mini-k5-seed0-cap+ig-0")
+        assert task_run_name(guided) == "guided · banking77_mini · k5-seed0 · cap+ig · seed 0"
+
+        with pytest.raises(ConfigError, match=r"targets: 'nope' names no stage"):
+            select_stages(graph, targets=["nope"])
+        with pytest.raises(ConfigError, match=r"datasets: 'clinc150' is in no selected stage"):
+            select_stages(graph, filters={"datasets": ["clinc150"]})
+
+
+def test_profile_must_be_what_params_yaml_holds(project: Path) -> None:
+    check_profile("params.yaml")
+    shutil.copytree(REPO / "profiles", project / "profiles")
+    with pytest.raises(ConfigError, match=r"select it with `cp profiles/paper.yaml params.yaml`"):
+        check_profile("paper")
+    shutil.copy(project / "profiles/paper.yaml", project / "params.yaml")
+    check_profile("paper")
+    with pytest.raises(ConfigError, match=r"profile 'nope': no file profiles/nope.yaml"):
+        check_profile("nope")
+
+
+@pytest.mark.slow
+def test_prefect_deploy_registers_the_scheduled_paper_run(project: Path, prefect_server: None) -> None:
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="gpu", type="process"))
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    deploy = subprocess.run(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], env=env, capture_output=True, text=True
+    )
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("capflow/paper")
+    assert deployment.entrypoint == "pipeline/flow.py:capflow"
+    assert deployment.work_pool_name == "gpu"
+    assert deployment.parameters["profile"] == "paper"
+    assert (REPO / "profiles" / f"{deployment.parameters['profile']}.yaml").is_file()
+    (schedule,) = deployment.schedules
+    assert schedule.schedule.cron == "0 2 * * *"
+    assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(project.resolve())}}]

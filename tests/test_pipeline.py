@@ -1,0 +1,91 @@
+"""End to end: `dvc repro` of the tiny profile runs every stage on real models and data, reruns
+nothing the second time, and reruns only what a parameter change touches (score-cache counters)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from tests.conftest import make_project
+
+METRIC_KEYS = {"accuracy", "adv_add_accuracy", "adv_replace_accuracy", "adv_accuracy", "comprehensiveness", "sufficiency"}
+SETTING = "banking77_tiny/k2-seed0"
+
+
+def dvc(project: Path, *args: str) -> str:
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def edit_params(project: Path, edit) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    edit(params)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def stats(project: Path) -> dict:
+    return json.loads((project / "data/scores" / f"{SETTING}.stats.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, shared_data) -> Path:
+    project = make_project(tmp_path_factory.mktemp("tiny"), shared_data=shared_data)
+    dvc(project, "repro")
+    return project
+
+
+@pytest.mark.slow
+def test_every_stage_runs_and_metrics_are_finite(project):
+    for method in ("baseline", "cap", "cap+ig+lime"):
+        metrics = json.loads((project / "metrics" / SETTING / f"{method}-seed0.json").read_text())
+        assert set(metrics) == METRIC_KEYS
+        assert all(math.isfinite(v) for v in metrics.values()), metrics
+        assert 0 <= metrics["accuracy"] <= 100
+    for source in ("cap", "lime", "ig"):
+        priors = pl.read_parquet(project / "data/priors" / SETTING / f"{source}.parquet")
+        assert len(priors) == 6  # 3 labels x 2 shots
+        assert all(len(w) == len(s) for w, s in zip(priors["words"], priors["scores"]))
+    log = pl.read_parquet(project / "models" / SETTING / "cap-seed0" / "train_log.parquet")
+    assert log["align"].is_finite().all()
+    report = (project / "reports" / "results.md").read_text()
+    assert "CAP Hybrid" in report and "Baseline" in report
+    first = stats(project)
+    assert first["llm_queries"] + first["cache_hits"] == first["queries"] > 0
+
+
+@pytest.mark.slow
+def test_second_repro_does_nothing(project):
+    assert "Data and pipelines are up to date." in dvc(project, "repro")
+
+
+@pytest.mark.slow
+def test_beta_change_reruns_training_only_with_zero_llm_queries(project):
+    before = stats(project)
+    edit_params(project, lambda p: p["student"].update(beta=0.5))
+    output = dvc(project, "repro")
+    assert "Running stage 'guided@" in output and "Running stage 'report'" in output
+    for untouched in ("score@", "priors@", "baseline@", "ig_prior@", "fuse@", "adversarial@"):
+        assert f"Running stage '{untouched}" not in output
+    assert stats(project) == before  # the score stage did not run: no LLM query
+
+
+@pytest.mark.slow
+def test_cap_template_change_rescores_only_cap_queries(project):
+    edit_params(project, lambda p: p["scoring"]["cap_template"].update(answer_prefix="The intent is:"))
+    dvc(project, "repro", "score@banking77_tiny-k2-seed0")
+    after = stats(project)
+    scores = pl.read_parquet(project / "data/scores" / f"{SETTING}.parquet")
+    cap_rows = scores.filter(pl.col("source") == "cap")
+    distinct_cap = cap_rows.select("id", "mask").unique().height
+    assert after["llm_queries"] == distinct_cap  # every CAP query is new, every LIME query a cache hit
+    assert after["cache_hits"] == after["queries"] - distinct_cap
