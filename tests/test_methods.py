@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from pipeline.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words
+from pipeline.errors import ConfigError
+from pipeline.methods import METHODS, Batch, Baseline, Guided, get_method
+from pipeline.models import load_student
+from pipeline.priors.fusion import COMBINATIONS
+
+
+def test_registry_has_the_baseline_and_one_guided_method_per_prior_combination():
+    assert set(METHODS) == {"baseline", *COMBINATIONS}
+    assert get_method("baseline") == Baseline()
+    for name in COMBINATIONS:
+        method = get_method(name, beta=0.5, steps=3, normalisation="minmax")
+        assert method == Guided(name=name, needs_prior=name, beta=0.5, steps=3, normalisation="minmax")
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("agm", {}, "unknown method 'agm'"),
+        ("cap", {"gamma": 1.0}, "method cap: .*gamma"),
+        ("baseline", {"beta": 1.0}, "method baseline: .*beta"),
+        ("cap", {"beta": -1.0}, "beta must be >= 0"),
+        ("cap", {"steps": 0}, "steps must be >= 1"),
+        ("cap", {"normalisation": "l1"}, "normalisation must be"),
+    ],
+)
+def test_get_method_rejects_bad_names_and_settings(name, params, message):
+    with pytest.raises(ConfigError, match=message):
+        get_method(name, **params)
+
+
+def test_guided_loss_is_ce_plus_beta_times_the_word_mse():
+    torch.manual_seed(0)
+    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=2)
+    sentences = ["card declined again".split(), "refund".split()]
+    encoding, word_index = encode_words(tokenizer, sentences)
+    batch = Batch(
+        input_ids=encoding["input_ids"],
+        attention_mask=encoding["attention_mask"],
+        labels=torch.tensor([1, 0]),
+        word_index=word_index,
+        prior=torch.tensor([[0.0, 3.0, 4.0], [2.0, 0.0, 0.0]]),
+    )
+    model.train()
+    ce = torch.tensor(0.7)
+    loss, parts = get_method("cap", beta=2.0, steps=4).loss(model=model, batch=batch, logits=torch.zeros(2, 2), ce=ce)
+    assert model.training  # the self-attribution ran with dropout off, then the mode came back
+    assert loss.requires_grad and set(parts) == {"align"}
+    torch.testing.assert_close(loss, ce + 2.0 * torch.tensor(parts["align"]))
+    # by hand: per-sentence mean over its real words, then the batch mean; the prior [0, 3, 4]
+    # normalises to [0, .6, .8], and the one-word sentence gives [1] on both sides (MSE 0)
+    model.eval()
+    tokens = integrated_gradients(
+        model,
+        input_ids=batch.input_ids,
+        baseline_ids=pad_baseline(input_ids=batch.input_ids, word_index=word_index, pad_token_id=tokenizer.pad_token_id),
+        attention_mask=batch.attention_mask,
+        target=batch.labels,
+        steps=4,
+    )
+    own, _ = tokens_to_words(tokens, word_index, n_words=3)
+    first = own[0].abs() / own[0].abs().norm()
+    expected = ((first - torch.tensor([0.0, 0.6, 0.8])) ** 2).mean() / 2
+    assert parts["align"] == pytest.approx(expected.item(), rel=1e-5)
+    baseline_loss, baseline_parts = get_method("baseline").loss(model=model, batch=batch, logits=torch.zeros(2, 2), ce=ce)
+    assert baseline_loss is ce and baseline_parts == {}

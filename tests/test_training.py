@@ -1,0 +1,116 @@
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from pipeline.errors import DataError
+from pipeline.methods import get_method
+from pipeline.models import load_student
+from pipeline.training import predict_proba, train_student
+
+N_LABELS = 4
+
+
+@pytest.fixture(scope="module")
+def examples(shared_data):
+    """Two Banking77 training sentences for each of four intents."""
+    frame = pl.read_parquet(shared_data / "banking77" / "train.parquet")
+    labels = sorted(frame["label"].unique())[:N_LABELS]
+    rows = frame.filter(pl.col("label").is_in(labels)).group_by("label", maintain_order=True).head(2)
+    return [(text.split(), labels.index(label)) for text, label in zip(rows["text"], rows["label"])]
+
+
+@pytest.fixture(scope="module")
+def student():
+    """MiniLM and its initial weights; every test restores them before training."""
+    torch.manual_seed(0)
+    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=N_LABELS)
+    return model, tokenizer, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _train(student, train, method, *, epochs=2, seed=0, lr=1e-4):
+    model, tokenizer, initial = student
+    model.load_state_dict(initial)
+    return train_student(
+        model=model, tokenizer=tokenizer, train=train, method=method, epochs=epochs, lr=lr,
+        batch_size=4, warmup_fraction=0.25, seed=seed, device="cpu",
+    )
+
+
+def _with_prior(examples, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(words, label, rng.random(len(words))) for words, label in examples]
+
+
+@pytest.mark.slow
+def test_guided_training_lowers_the_alignment_to_a_fixed_prior(student, examples):
+    # one batch of all 8 sentences, so every step measures the alignment on the same sentences;
+    # beta = 0 is the control: the same loop without the alignment gradient
+    model, tokenizer, initial = student
+    align = {}
+    for beta in (10.0, 0.0):
+        model.load_state_dict(initial)
+        _, log = train_student(
+            model=model, tokenizer=tokenizer, train=_with_prior(examples), method=get_method("cap", steps=4, beta=beta),
+            epochs=6, lr=2e-4, batch_size=8, warmup_fraction=0.0, seed=0, device="cpu",
+        )
+        align[beta] = log["align"].to_list()
+        # the logged loss is ce + beta * align
+        np.testing.assert_allclose(log["loss"], log["ce"] + beta * log["align"], rtol=1e-5)
+    assert all(math.isfinite(a) and a > 0 for a in align[10.0])
+    assert align[10.0][0] == align[0.0][0]  # same start
+    assert align[10.0][-1] < 0.5 * align[10.0][0]
+    assert align[0.0][-1] > 0.8 * align[0.0][0]
+
+
+def test_training_is_deterministic_for_a_seed(student, examples):
+    method = get_method("cap+ig", steps=2)
+    train = _with_prior(examples)
+    _, first = _train(student, train, method)
+    _, second = _train(student, train, method)
+    _, other_seed = _train(student, train, method, seed=1)
+    assert first.height == 4  # 2 epochs x 2 batches
+    assert first.equals(second)
+    assert not first["loss"].equals(other_seed["loss"])
+
+
+def test_baseline_logs_cross_entropy_only_and_a_linear_schedule(student, examples):
+    train = [(words, label, None) for words, label in examples]
+    _, log = _train(student, train, get_method("baseline"), epochs=3, lr=1e-3)
+    assert log.columns == ["step", "epoch", "lr", "loss", "ce", "align"]
+    assert log["step"].to_list() == list(range(1, 7)) and log["epoch"].to_list() == [0, 0, 1, 1, 2, 2]
+    assert log["align"].is_nan().all()  # the baseline has no alignment term
+    assert log["loss"].equals(log["ce"])
+    # 6 steps, int(0.25 * 6) = 1 warm-up step: lr 0, then linear decay from the peak
+    np.testing.assert_allclose(log["lr"], [0.0, 1e-3, 0.8e-3, 0.6e-3, 0.4e-3, 0.2e-3], atol=1e-12)
+
+
+def test_guided_method_rejects_missing_or_misaligned_priors(student, examples):
+    model, tokenizer, _ = student
+    train = _with_prior(examples)
+    words, label, prior = train[3]
+    for broken, message in [((words, label, None), "no prior"), ((words, label, prior[:-1]), f"a prior of {len(words) - 1} scores")]:
+        with pytest.raises(DataError, match=f"training example 3: .*{message}"):
+            train_student(
+                model=model, tokenizer=tokenizer, train=train[:3] + [broken], method=get_method("ig"),
+                epochs=1, lr=1e-4, batch_size=4, warmup_fraction=0.0, seed=0, device="cpu",
+            )
+
+
+def test_predict_proba_matches_the_model_and_ignores_batching(student, examples):
+    model, tokenizer, initial = student
+    model.load_state_dict(initial)
+    model.train()
+    sentences = [words for words, _ in examples]
+    probabilities = predict_proba(model, tokenizer, sentences, batch_size=3, device="cpu")
+    assert model.training  # mode restored
+    assert probabilities.shape == (len(sentences), N_LABELS) and probabilities.dtype == np.float64
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(predict_proba(model, tokenizer, sentences, batch_size=8, device="cpu"), probabilities, atol=1e-6)
+    model.eval()
+    with torch.no_grad():
+        encoded = tokenizer(" ".join(sentences[0]), return_tensors="pt")
+        expected = model(**encoded).logits.softmax(-1)[0].numpy()
+    np.testing.assert_allclose(probabilities[0], expected, atol=1e-6)
