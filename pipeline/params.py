@@ -107,6 +107,7 @@ class EvaluationParams(_Section):
     ig_steps: int = Field(20, gt=0, description="IG steps of the rationale attribution")
     fractions: list[Annotated[float, Field(gt=0, le=1)]] = [0.01, 0.05, 0.10, 0.20, 0.50]
     batch_size: int = Field(64, gt=0)
+    heatmap_sentences: int = Field(4, gt=0, description="test sentences drawn in reports/heatmaps (one per label)")
 
 
 class ExperimentParams(_Section):

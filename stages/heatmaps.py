@@ -1,0 +1,88 @@
+"""Stage 7b: pictures: reports/heatmaps/<dataset>/<setting>/index.html and one PNG per sentence.
+
+For a handful of test sentences (the first of each of the first ``evaluation.heatmap_sentences``
+labels), every word coloured by each prior (CAP, LIME, IG, CAP Hybrid), computed for these
+sentences exactly as the prior stages compute them for training sentences (LLM queries go through
+the score cache), and by the trained CAP Hybrid student's own IG toward its prediction, with the
+predicted label and its probability.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from pipeline.artifacts import DATASET_SCHEMA, DATASETS, MODELS, REPORTS, SCORE_CACHE, priors_frame
+from pipeline.heatmaps import render_heatmaps
+from pipeline.io import read_parquet
+from pipeline.models import resolve_device
+from pipeline.params import Params, load_params
+from pipeline.priors.fusion import DISPLAY_NAMES
+from pipeline.priors.ig import ig_prior
+from pipeline.scoring import make_scorer
+from pipeline.scoring.cache import ScoreCache
+from pipeline.training import predict_proba
+from stages.fuse import fuse_priors
+from stages.priors import cap_lime_priors
+from stages.score import perturbations, score_perturbations
+
+STUDENT = "cap+ig+lime"
+
+
+def _load(folder):
+    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").eval()
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+def heatmap_rows(params: Params, dataset: str, setting: str) -> list[dict]:
+    """The rows render_heatmaps draws: words, labels, and one attribution per source."""
+    device = resolve_device(params.device)
+    test = read_parquet(DATASETS / dataset / "test.parquet", schema=DATASET_SCHEMA)
+    labels = sorted(read_parquet(DATASETS / dataset / "train.parquet", schema=DATASET_SCHEMA)["label"].unique())
+    shown = test.filter(pl.col("label").is_in(labels[: params.evaluation.heatmap_sentences])).unique("label", keep="first", maintain_order=True)
+    words = [text.split() for text in shown["text"]]
+
+    scorer = make_scorer(backend=params.scoring.backend, model=params.scoring.model, device=device,
+                         batch_size=params.scoring.batch_size, base_url=params.scoring.base_url)
+    scores = score_perturbations(perturbations(shown, params=params.priors), shown, labels=labels,
+                                 templates={"cap": params.scoring.cap_template, "lime": params.scoring.lime_template},
+                                 scorer=scorer, cache=ScoreCache(SCORE_CACHE))
+    priors = cap_lime_priors(shown, scores, params=params.priors)
+    teacher, tokenizer = _load(MODELS / dataset / setting / f"baseline-seed{params.priors.ig.teacher_seed}")
+    gold = torch.tensor([teacher.config.label2id[label] for label in shown["label"]])
+    ig = ig_prior(teacher, tokenizer, sentences=words, labels=gold, steps=params.priors.ig.steps,
+                  internal_batch_size=params.priors.ig.internal_batch_size, batch_size=len(words), max_length=params.student.max_length)
+    priors["ig"] = priors_frame(shown["id"].to_list(), words, ig)
+    fused = fuse_priors(priors, how=params.priors.fusion, normalisation=params.priors.normalisation)
+
+    student, tokenizer = _load(MODELS / dataset / setting / f"{STUDENT}-seed{params.student.seeds[0]}")
+    probabilities = predict_proba(student, tokenizer, words, batch_size=len(words), device=device, max_length=params.student.max_length)
+    predicted = probabilities.argmax(axis=1)
+    own = ig_prior(student, tokenizer, sentences=words, labels=torch.from_numpy(predicted), steps=params.evaluation.ig_steps,
+                   internal_batch_size=params.evaluation.batch_size, batch_size=len(words), max_length=params.student.max_length)
+    return [
+        {
+            "id": row["id"], "label": row["label"], "words": words[i],
+            "predicted": student.config.id2label[int(predicted[i])], "probability": float(probabilities[i, predicted[i]]),
+            "attributions": {
+                **{DISPLAY_NAMES[name]: fused[name]["scores"][i].to_numpy() for name in ("cap", "lime", "ig", "cap+ig+lime")},
+                f"student ({DISPLAY_NAMES[STUDENT]})": own[i],
+            },
+        }
+        for i, row in enumerate(shown.iter_rows(named=True))
+    ]
+
+
+def main(dataset: str, setting: str) -> None:
+    """Write reports/heatmaps/<dataset>/<setting>/index.html and <id>.png files."""
+    params = load_params()
+    folder = REPORTS / "heatmaps" / dataset / setting
+    render_heatmaps(heatmap_rows(params, dataset, setting), html_out=folder / "index.html", png_dir=folder)
+    print(f"wrote {folder / 'index.html'}")
+
+
+if __name__ == "__main__":
+    from pipeline.cli import stage_app
+
+    stage_app(main)()
