@@ -111,6 +111,13 @@ def _load(loader, name: str, **kwargs):
         ) from None
 
 
+def load_tokenizer(name: str):
+    """The tokenizer of a built-in, local or hub model (every scoring backend uses the same one)."""
+    from transformers import AutoTokenizer
+
+    return _load(AutoTokenizer, name)
+
+
 def default_dtype(device: str) -> torch.dtype:
     """float32 on CPU (exactness, and CPU bf16 matmuls are slow); bfloat16 on CUDA."""
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -122,9 +129,9 @@ def load_causal_lm(name: str, *, device: str = "cpu", dtype: torch.dtype | None 
     Returns:
         (model, tokenizer)
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = _load(AutoTokenizer, name)
+    tokenizer = load_tokenizer(name)
     model = _load(AutoModelForCausalLM, name, dtype=dtype or default_dtype(device))
     return model.to(device).eval(), tokenizer
 
@@ -138,9 +145,9 @@ def load_student(name: str, *, num_labels: int, device: str = "cpu"):
     Returns:
         (model, tokenizer)
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
-    tokenizer = _load(AutoTokenizer, name)
+    tokenizer = load_tokenizer(name)
     model = _load(
         AutoModelForSequenceClassification, name, num_labels=num_labels, attn_implementation="eager"
     )

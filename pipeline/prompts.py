@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import re
 import string
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # private-use code points: no chat template or tokenizer rewrites them
 _SENTINEL = "\ue000sentence\ue000"
@@ -65,7 +69,7 @@ class PromptTemplate(BaseModel):
 CAP_TEMPLATE = PromptTemplate(
     user=(
         "Classify the customer message into one of these intents:\n{labels}\n\n"
-        "Message: {sentence}\nAnswer with the intent only."
+        "Answer with the intent only.\nMessage: {sentence}"
     ),
     answer_prefix="Intent:",
 )
@@ -80,7 +84,7 @@ def render_label(name: str) -> str:
     return " ".join(re.split(r"[_\-\s]+", name)).strip()
 
 
-def split_prompt(template: PromptTemplate, *, tokenizer, labels: list[str]) -> tuple[str, str]:
+def split_prompt(template: PromptTemplate, *, tokenizer: PreTrainedTokenizerBase, labels: list[str]) -> tuple[str, str]:
     """Render ``template`` for a label space and split it at the sentence.
 
     The tokenizer's chat template is applied (``add_generation_prompt=True``) to the system and

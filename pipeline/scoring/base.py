@@ -17,12 +17,15 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from pipeline.errors import CapflowError, ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ class Scorer(ABC):
     """
 
     identity: str
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     max_length: int
 
     @abstractmethod
@@ -96,7 +99,7 @@ class Scorer(ABC):
         return prefix_ids, list(zip(suffixes, targets))
 
 
-def _token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+def _token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
     if not texts:
         return []
     return tokenizer(texts, add_special_tokens=False)["input_ids"]

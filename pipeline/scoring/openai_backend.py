@@ -21,10 +21,9 @@ from collections.abc import Sequence
 
 import httpx
 import numpy as np
-from transformers import AutoTokenizer
 
 from pipeline.errors import ConfigError
-from pipeline.models import _load
+from pipeline.models import load_tokenizer
 from pipeline.scoring.base import Query, Scorer, ScoringError, report_progress
 
 
@@ -57,7 +56,7 @@ class OpenAIScorer(Scorer):
                 f"openai scorer: need batch_size >= 1, retries >= 0, backoff >= 0, timeout > 0 "
                 f"(got {batch_size}, {retries}, {backoff}, {timeout})"
             )
-        self.tokenizer = _load(AutoTokenizer, tokenizer or model)
+        self.tokenizer = load_tokenizer(tokenizer or model)
         self.identity = f"openai:{model}"
         self.max_length = self.tokenizer.model_max_length
         self.url = base_url.rstrip("/") + "/v1/completions"
@@ -104,8 +103,9 @@ class OpenAIScorer(Scorer):
                     picked = logprobs[context : context + len(target)]
                     if len(picked) != len(target) or any(lp is None for lp in picked):
                         raise ScoringError(
-                            f"{self.url}: query {i}: no echoed log-probs for prompt tokens {context}..{context + len(target) - 1} "
-                            f"(got {len(logprobs)} values); the server must support echo=True with logprobs"
+                            f"{self.url}: query {i}: no echoed log-probs for prompt tokens {context}.."
+                            f"{context + len(target) - 1} (got {len(logprobs)} values); the server must support "
+                            "echo=True with logprobs"
                         )
                     scores[i] = sum(picked)
                 update(len(batch))

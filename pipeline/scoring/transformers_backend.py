@@ -166,6 +166,7 @@ class TransformersScorer(Scorer):
         *,
         offset: int,
     ) -> np.ndarray:
+        """Summed target log-probs of one batch (module doc, steps 2-4); ``offset`` = first input's position."""
         length = max(map(len, inputs))
         ids = torch.full((len(inputs), length), self._pad_id, dtype=torch.long)
         for row, tokens in enumerate(inputs):
@@ -180,7 +181,8 @@ class TransformersScorer(Scorer):
         logprobs = self._model.get_output_embeddings()(hidden[rows, cols]).float().log_softmax(dim=-1)
         target_ids = torch.tensor(np.concatenate(targets), device=self.device)
         token_logprobs = logprobs.gather(1, target_ids[:, None]).squeeze(1).double().cpu()
-        return torch.zeros(len(inputs), dtype=torch.float64).index_add_(0, torch.from_numpy(rows), token_logprobs).numpy()
+        sums = torch.zeros(len(inputs), dtype=torch.float64).index_add_(0, torch.from_numpy(rows), token_logprobs)
+        return sums.numpy()
 
     @torch.inference_mode()
     def score_naive(self, *, prefix: str, queries: Sequence[Query], progress: bool = True) -> np.ndarray:
@@ -196,6 +198,7 @@ class TransformersScorer(Scorer):
                 logprobs = self._model(input_ids=ids, use_cache=False).logits[0].float().log_softmax(dim=-1)
                 first = len(prefix_ids) + len(suffix_ids) - 1  # logits at j predict token j + 1
                 predicted = logprobs[first : first + len(target_ids)]
-                scores[i] = predicted.gather(1, torch.tensor(target_ids, device=self.device)[:, None]).double().sum().item()
+                target = torch.tensor(target_ids, device=self.device)[:, None]
+                scores[i] = predicted.gather(1, target).double().sum().item()
                 update(1)
         return scores

