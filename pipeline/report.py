@@ -21,6 +21,7 @@ from scipy.stats import wilcoxon
 
 from pipeline.errors import ArtifactError
 from pipeline.io import atomic_write
+from pipeline.priors.fusion import DISPLAY_NAMES
 
 METRIC_KEYS = (
     "accuracy",
@@ -37,16 +38,7 @@ TABLE_METRICS = {
     "comprehensiveness": "Com ↑",
     "sufficiency": "Suf ↓",
 }
-METHODS = {
-    "baseline": "Baseline",
-    "ig": "IG",
-    "lime": "LIME",
-    "cap": "CAP",
-    "ig+lime": "IG+LIME",
-    "cap+ig": "CAP+IG",
-    "cap+lime": "CAP+LIME",
-    "cap+ig+lime": "CAP Hybrid",
-}
+METHODS = {"baseline": "Baseline", **DISPLAY_NAMES}  # paper order: baseline, then the 7 prior combinations
 DATASETS = {"hwu64": "HWU64", "banking77": "Banking77", "clinc150": "CLINC150"}
 # (setting group, dataset) -> method -> (accuracy, adversarial accuracy), from METHOD.md
 PAPER = {

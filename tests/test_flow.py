@@ -48,6 +48,8 @@ def project(tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) 
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     params["data"]["mirror"] = str(shared_data)
     params["data"]["datasets"] = {"banking77_mini": params["data"]["datasets"]["banking77_mini"]}
+    params["fewshot"]["seeds"] = [0]
+    params["experiment"]["settings"] = ["k5-seed0"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     Repo.init(str(tmp_path)).close()

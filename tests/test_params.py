@@ -55,7 +55,7 @@ def test_experiment_setting_must_be_produced():
     raw["experiment"]["settings"] = ["k7-seed0"]
     with pytest.raises(ConfigError) as info:
         parse_params(raw)
-    assert str(info.value) == "params.yaml: experiment.settings: 'k7-seed0' is not produced by fewshot (has ['k5-seed0'])"
+    assert str(info.value) == "params.yaml: experiment.settings: 'k7-seed0' is not produced by fewshot (has ['k5-seed0', 'k5-seed1'])"
 
 
 def test_unknown_prior_combination():
@@ -67,4 +67,4 @@ def test_unknown_prior_combination():
 
 def test_setting_names():
     params = parse_params(_default())
-    assert setting_names(params.fewshot) == ["k5-seed0"]
+    assert setting_names(params.fewshot) == ["k5-seed0", "k5-seed1"]

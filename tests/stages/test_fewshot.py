@@ -28,7 +28,10 @@ def test_seeds_differ_and_full_setting(workdir):
     seed0, seed1 = (pl.read_parquet(folder / f"k5-seed{s}.parquet") for s in (0, 1))
     assert set(seed0["id"]) != set(seed1["id"])
     full = pl.read_parquet(folder / "full.parquet")
-    assert len(full) == 747 - 74  # train minus the validation drawn from it
+    datasets = workdir / "data" / "datasets" / "banking77_mini"
+    train, validation = (pl.read_parquet(datasets / f"{split}.parquet") for split in ("train", "validation"))
+    assert len(full) == len(train) - len(validation) > 0  # train minus the validation drawn from it
+    assert not full["id"].is_in(validation["id"].implode()).any()
 
 
 def test_too_few_examples_for_k():
