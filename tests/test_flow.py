@@ -26,6 +26,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from pipeline.errors import ConfigError
 from pipeline.flow import StageError, capflow, check_profile, select_stages, task_run_name, waves
+from tests.conftest import make_project
 
 REPO = Path(__file__).resolve().parents[1]
 FEWSHOT = Path("data/fewshot/banking77_mini")
@@ -106,6 +107,23 @@ def test_flow_and_dvc_repro_agree_on_what_is_up_to_date(project: Path, prefect_s
     assert_frame_equal(pl.read_parquet(FEWSHOT / "k5-seed0.parquet"), k5)
     with Repo(".") as repo:
         assert repo.status(targets=["fewshot"], with_deps=True) == {}
+
+
+@pytest.mark.slow
+def test_the_whole_tiny_profile_through_the_flow_leaves_dvc_nothing_to_do(
+    tmp_path: Path, shared_data: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_project(tmp_path, shared_data=shared_data, profile="tiny")
+    monkeypatch.chdir(tmp_path)
+    result = capflow()
+    with Repo(".") as repo:
+        assert len(result["ran"]) == len(repo.index.graph)  # every stage of the graph, scoring to heatmaps
+        assert repo.status() == {}
+    metrics = tmp_path / "metrics" / "banking77_tiny" / "k2-seed0"
+    assert sorted(p.name for p in metrics.iterdir()) == ["baseline-seed0.json", "cap+ig+lime-seed0.json", "cap-seed0.json"]
+    dvc = subprocess.run([sys.executable, "-m", "dvc", "repro"], capture_output=True, text=True, check=True,
+                         env=os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    assert "Data and pipelines are up to date." in dvc.stdout
 
 
 @pytest.mark.slow
