@@ -69,13 +69,7 @@ class OpenAIScorer(Scorer):
     def score(self, *, prefix: str, queries: Sequence[Query], progress: bool = True) -> np.ndarray:
         """log p(target | prefix + suffix) per query, from the server's echoed prompt log-probs.
 
-        Args:
-            prefix: text shared by every query.
-            queries: ``(suffix, target)`` pairs.
-            progress: show a progress bar.
-
-        Returns:
-            float64 array, shape (len(queries),).
+        Arguments and return value as in :meth:`Scorer.score`.
 
         Raises:
             ScoringError: the server is unreachable, refuses the request, or answers without the

@@ -121,13 +121,7 @@ class TransformersScorer(Scorer):
     def score(self, *, prefix: str, queries: Sequence[Query], progress: bool = True) -> np.ndarray:
         """log p(target | prefix + suffix) per query, computing the prefix once (see the module doc).
 
-        Args:
-            prefix: text shared by every query.
-            queries: ``(suffix, target)`` pairs.
-            progress: show a progress bar.
-
-        Returns:
-            float64 array, shape (len(queries),).
+        Arguments and return value as in :meth:`Scorer.score`.
         """
         prefix_ids, encoded = self.encode(prefix=prefix, queries=queries)
         if self._prefix is None or self._prefix[0] != prefix_ids:  # the cache scores one prefix in chunks

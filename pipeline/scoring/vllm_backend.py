@@ -60,13 +60,7 @@ class VllmScorer(Scorer):
     def score(self, *, prefix: str, queries: Sequence[Query], progress: bool = True) -> np.ndarray:
         """log p(target | prefix + suffix) per query, from the engine's prompt log-probabilities.
 
-        Args:
-            prefix: text shared by every query.
-            queries: ``(suffix, target)`` pairs.
-            progress: show a progress bar.
-
-        Returns:
-            float64 array, shape (len(queries),).
+        Arguments and return value as in :meth:`Scorer.score`.
         """
         prefix_ids, encoded = self.encode(prefix=prefix, queries=queries)
         scores = np.empty(len(encoded))
