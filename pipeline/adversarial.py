@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from pipeline.artifacts import ADVERSARIAL_SCHEMA
 from pipeline.perturb import sentence_rng
 
 # Function words only: broader lists (e.g. sklearn's) drop intent keywords such as "call", "bill", "find", "show".
@@ -26,7 +27,6 @@ STOPWORDS = frozenset(
     might must not no all any some each both just too very also there here please i'm i'd i've i'll
     it's that's there's what's don't doesn't didn't can't won't isn't""".split()
 )
-_ADVERSARIAL_SCHEMA = {name: pl.String for name in ("id", "text", "label", "source_id", "target_class")}
 
 
 def class_keywords(
@@ -62,7 +62,7 @@ def class_keywords(
             raise ValueError(f"class_keywords: sentence {i} has {len(sentence)} words but {len(sentence_scores)} scores")
         norm = np.linalg.norm(sentence_scores)
         for word, score in zip(sentence, np.asarray(sentence_scores) / (norm if norm > 0 else 1.0)):
-            key = _keyword(word)
+            key = keyword_form(word)
             if key and key not in stopwords:
                 totals[label][key] += float(score)
     # dividing by the class's sentence count would give the mean without changing the order
@@ -168,10 +168,10 @@ def keyword_replacement(
         raise ValueError(f"keyword_replacement: needs a non-empty text and target keywords (text {text!r})")
     swappable = set(source_keywords) - set(target_keywords)
     candidates = [word for word in target_keywords if word not in source_keywords] or list(target_keywords)
-    positions = [j for j, word in enumerate(words) if _keyword(word) in swappable]
+    positions = [j for j, word in enumerate(words) if keyword_form(word) in swappable]
     if not positions:
         skip = stopwords | set(target_keywords) | {""}
-        content = [j for j, word in enumerate(words) if _keyword(word) not in skip]
+        content = [j for j, word in enumerate(words) if keyword_form(word) not in skip]
         pool = content or list(range(len(words)))
         positions = [pool[int(rng.integers(len(pool)))]]
     swaps: dict[str, str] = {}
@@ -229,9 +229,14 @@ def make_adversarial(
             added.append((add_id, add_text, row["label"], row["id"], target))
             replaced.append((replace_id, replace_text, row["label"], row["id"], target))
     return (
-        pl.DataFrame(added, schema=_ADVERSARIAL_SCHEMA, orient="row"),
-        pl.DataFrame(replaced, schema=_ADVERSARIAL_SCHEMA, orient="row"),
+        pl.DataFrame(added, schema=ADVERSARIAL_SCHEMA, orient="row"),
+        pl.DataFrame(replaced, schema=ADVERSARIAL_SCHEMA, orient="row"),
     )
+
+
+def keyword_form(word: str) -> str:
+    """A word's keyword form: surrounding punctuation stripped, lower-cased ("Alarm?" -> "alarm")."""
+    return _split(word)[1].lower()
 
 
 def _split(word: str) -> tuple[str, str, str]:
@@ -239,8 +244,3 @@ def _split(word: str) -> tuple[str, str, str]:
     core = word.strip(string.punctuation)
     start = len(word) - len(word.lstrip(string.punctuation))
     return word[:start], core, word[start + len(core) :]
-
-
-def _keyword(word: str) -> str:
-    """A word's keyword form: surrounding punctuation stripped, lower-cased."""
-    return _split(word)[1].lower()

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
-from pipeline.prompts import PromptTemplate
+from pipeline.prompts import ADD_TEMPLATE, REPLACE_TEMPLATE, PromptTemplate, RewriteTemplate
 
 PARAMS_FILE = Path("params.yaml")
 MIRROR_ENV = "CAPFLOW_DATA_MIRROR"
@@ -96,8 +96,20 @@ class StudentParams(_Section):
     priors: list[str] = Field(description="prior combinations to train guided students with (baseline is always trained)")
 
 
+class LlmRewriteParams(_Section):
+    """The LLM generator's prompts and decoding; the LLM is scoring's backend and model."""
+
+    add_template: RewriteTemplate = Field(ADD_TEMPLATE, description="keyword-addition prompt")
+    replace_template: RewriteTemplate = Field(REPLACE_TEMPLATE, description="keyword-replacement prompt")
+    max_new_tokens: int = Field(64, gt=0, description="generated tokens at most per rewrite")
+    keywords_in_prompt: int = Field(3, gt=0, description="adversarial keywords named in each prompt")
+
+
 class AdversarialParams(_Section):
-    generator: Literal["rules"] = Field("rules", description="rule-based, deterministic (LLM rewriting: not yet)")
+    generator: Literal["rules", "llm"] = Field(
+        "rules", description="rules: deterministic keyword edits; llm: the scoring LLM rewrites, rules where it fails the check"
+    )
+    llm: LlmRewriteParams = LlmRewriteParams()
     keywords_per_class: int = Field(10, gt=0)
     targets_per_class: dict[str, int] = Field({}, description="target classes per source class by dataset (default 2)")
     seed: int = 0

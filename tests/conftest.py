@@ -18,6 +18,14 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def smollm():
+    """The real SmolLM2-135M-Instruct teacher (transformers backend, float32, CPU), loaded once for the suite."""
+    from pipeline.scoring.transformers_backend import TransformersScorer
+
+    return TransformersScorer(model="smollm2-135m-instruct", batch_size=4)
+
+
 def make_project(folder: Path, *, shared_data: Path, profile: str = "tiny") -> Path:
     """A fresh git + DVC copy of the project in ``folder`` running profiles/<profile>.yaml.
 

@@ -68,3 +68,16 @@ def test_unknown_prior_combination():
 def test_setting_names():
     params = parse_params(_default())
     assert setting_names(params.fewshot) == ["k5-seed0", "k5-seed1"]
+
+
+def test_adversarial_generator_and_its_prompts_are_checked():
+    raw = _default()
+    raw["adversarial"]["generator"] = "gpt4o"
+    with pytest.raises(ConfigError, match=r"adversarial\.generator: .*'rules' or 'llm' \(got 'gpt4o'\)"):
+        parse_params(raw)
+    raw["adversarial"] |= {"generator": "llm", "llm": {"add_template": {"user": "Add {keywords}"}}}
+    with pytest.raises(ConfigError, match=r"adversarial\.llm\.add_template\.user: .*exactly one \{sentence\}"):
+        parse_params(raw)
+    raw["adversarial"]["llm"] = {"max_new_tokens": 16}
+    llm = parse_params(raw).adversarial.llm
+    assert llm.max_new_tokens == 16 and "{keywords}" in llm.add_template.user  # unset prompts keep the defaults

@@ -61,6 +61,14 @@ def test_every_stage_runs_and_metrics_are_finite(project):
     assert "CAP Hybrid" in report and "Baseline" in report
     first = stats(project)
     assert first["llm_queries"] + first["cache_hits"] == first["queries"] > 0
+    # the tiny profile's adversarial sets come from the LLM generator, its prompts recorded beside them
+    generation = json.loads((project / "data/adversarial" / SETTING / "generation.json").read_text())
+    assert generation["generator"] == "llm" and generation["llm"].startswith("transformers:smollm2-135m-instruct")
+    assert "{keywords}" in generation["add_template"]["user"] and "{source_keywords}" in generation["replace_template"]["user"]
+    for attack in ("add", "replace"):
+        frame = pl.read_parquet(project / "data/adversarial" / SETTING / f"{attack}.parquet")
+        assert len(frame) == 12  # 3 labels x 4 test rows x 1 target class
+        assert dict(frame["generator"].value_counts().iter_rows()) == generation["rows"][attack]
 
 
 @pytest.mark.slow

@@ -4,7 +4,16 @@ from transformers import AutoTokenizer
 
 from pipeline.errors import ConfigError
 from pipeline.models import resolve_model
-from pipeline.prompts import CAP_TEMPLATE, LIME_TEMPLATE, PromptTemplate, build_query, render_label, split_prompt
+from pipeline.prompts import (
+    ADD_TEMPLATE,
+    CAP_TEMPLATE,
+    LIME_TEMPLATE,
+    PromptTemplate,
+    RewriteTemplate,
+    build_query,
+    render_label,
+    split_prompt,
+)
 
 LABELS = ["card_arrival", "Refund_not_showing_up", "top-up-limits"]
 
@@ -81,3 +90,22 @@ def test_literal_braces_survive(tokenizer):
     prefix, suffix_template = split_prompt(template, tokenizer=tokenizer, labels=LABELS)
     assert prefix.endswith('Reply as {"intent": ...}. ')
     assert build_query(suffix_template, sentence="a {sentence} b", label="x")[0].startswith("a {sentence} b<|im_end|>")
+
+
+def test_rewrite_template_renders_keywords_classes_and_answer_prefix(tokenizer):
+    template = RewriteTemplate(user="Make '{sentence}' ({label}) sound like {target}: use {keywords}, drop {source_keywords}.",
+                               answer_prefix="New:")
+    prompt = template.render(tokenizer, sentence="my card is late", keywords=["fee", "rate"], source_keywords=["card"],
+                             label="card_arrival", target="exchange_rate")
+    assert prompt.startswith("<|im_start|>system\n")
+    assert prompt.endswith("Make 'my card is late' (card arrival) sound like exchange rate: use fee, rate, drop card."
+                           "<|im_end|>\n<|im_start|>assistant\nNew:")
+    default = ADD_TEMPLATE.render(tokenizer, sentence="s", keywords=["fee"], source_keywords=[], label="a", target="b")
+    assert "contains the words: fee." in default and default.endswith("Rewritten sentence:")
+
+
+def test_rewrite_template_refuses_placeholders_it_cannot_fill():
+    with pytest.raises(ValidationError, match=r"unknown placeholder\(s\) \['labels'\]; allowed: \{keywords\}, \{label\}"):
+        RewriteTemplate(user="{sentence} {labels}")
+    with pytest.raises(ValidationError, match="exactly one {sentence}"):
+        RewriteTemplate(user="use {keywords}")

@@ -2,7 +2,8 @@
 
 A scorer returns, for each query ``(suffix, target)`` sharing one ``prefix``, the log-probability
 of the target continuation: log p(target | prefix + suffix) = the sum of the target tokens'
-log-probabilities.
+log-probabilities. It also generates greedy continuations of whole prompts, which the LLM
+adversarial generator uses.
 
 Tokenisation convention (identical in every backend and in the naive reference): prefix, suffix
 and target are tokenised separately, without special tokens, and their ids are concatenated. So a
@@ -38,7 +39,7 @@ class ScoringError(CapflowError):
 
 
 class Scorer(ABC):
-    """Scores label continuations with a causal LM.
+    """Scores label continuations with a causal LM, and generates greedily with it.
 
     Attributes:
         identity: backend + model id + revision (+ dtype): part of every cache key, since the
@@ -66,6 +67,42 @@ class Scorer(ABC):
         Raises:
             ScoringError: see :meth:`encode`.
         """
+
+    @abstractmethod
+    def generate(self, *, prompts: Sequence[str], max_new_tokens: int, progress: bool = True) -> list[str]:
+        """Greedy continuation of each prompt, up to the end-of-sequence token or ``max_new_tokens``.
+
+        Args:
+            prompts: whole prompts (chat template already applied), tokenised without special tokens.
+            max_new_tokens: generated tokens at most, >= 1.
+            progress: show a progress bar.
+
+        Returns:
+            One decoded continuation per prompt (special tokens dropped).
+
+        Raises:
+            ScoringError: see :meth:`encode_prompts`.
+        """
+
+    def encode_prompts(self, *, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
+        """Token ids of generation prompts, validated up front like :meth:`encode`.
+
+        Raises:
+            ScoringError: ``max_new_tokens`` < 1, a prompt tokenises to nothing, or a prompt plus
+                ``max_new_tokens`` exceeds ``max_length`` (the message names the prompt index).
+        """
+        if max_new_tokens < 1:
+            raise ScoringError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        encoded = _token_ids(self.tokenizer, list(prompts))
+        for i, ids in enumerate(encoded):
+            if not ids:
+                raise ScoringError(f"prompt {i} is empty")
+            if len(ids) + max_new_tokens > self.max_length:
+                raise ScoringError(
+                    f"prompt {i}: {len(ids)} tokens + {max_new_tokens} new exceed the model's context of "
+                    f"{self.max_length} (prompt ends {prompts[i][-80:]!r})"
+                )
+        return encoded
 
     def encode(self, *, prefix: str, queries: Sequence[Query]) -> tuple[list[int], list[EncodedQuery]]:
         """Tokenise under the shared convention and validate every query up front.

@@ -4,7 +4,8 @@ Each request sends ``batch_size`` prompts as token ids (prefix + suffix + target
 under the shared convention, so the server never re-tokenises) with ``echo=True, logprobs=1,
 max_tokens=1``. The server echoes every prompt token's log-probability in
 ``choices[i].logprobs.token_logprobs`` (None for the first token), so the target's are the
-``len(target)`` entries after the ``len(prefix) + len(suffix)`` context tokens.
+``len(target)`` entries after the ``len(prefix) + len(suffix)`` context tokens. Generation sends
+token-id prompts with ``temperature=0`` and reads ``choices[i].text``.
 
 vLLM recomputes the whole prompt for requests that ask for prompt log-probabilities (it does not
 read its prefix cache for them), so every query costs a full prefill on the server. The model's
@@ -104,6 +105,24 @@ class OpenAIScorer(Scorer):
                     scores[i] = sum(picked)
                 update(len(batch))
         return scores
+
+    def generate(self, *, prompts: Sequence[str], max_new_tokens: int, progress: bool = True) -> list[str]:
+        """Greedy continuations (``temperature=0``) from the server, ``batch_size`` token-id prompts per request.
+
+        Arguments and return value as in :meth:`Scorer.generate`.
+        """
+        encoded = self.encode_prompts(prompts=prompts, max_new_tokens=max_new_tokens)
+        texts = []
+        with report_progress(total=len(encoded), enabled=progress, desc=f"generating ({self.url})") as update:
+            for start in range(0, len(encoded), self.batch_size):
+                batch = encoded[start : start + self.batch_size]
+                body = {"model": self._model, "prompt": batch, "max_tokens": max_new_tokens, "temperature": 0.0, "seed": 0}
+                choices = sorted(self._post(body)["choices"], key=lambda c: c["index"])
+                if len(choices) != len(batch):
+                    raise ScoringError(f"{self.url}: {len(choices)} choices for {len(batch)} prompts")
+                texts += [choice["text"] for choice in choices]
+                update(len(batch))
+        return texts
 
     def _post(self, body: dict) -> dict:
         """POST with retries on connection errors, timeouts and 5xx; one ScoringError naming the URL."""

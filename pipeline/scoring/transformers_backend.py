@@ -179,6 +179,33 @@ class TransformersScorer(Scorer):
         return sums.numpy()
 
     @torch.inference_mode()
+    def generate(self, *, prompts: Sequence[str], max_new_tokens: int, progress: bool = True) -> list[str]:
+        """Greedy continuations, batched by prompt length with left padding (``model.generate``).
+
+        Arguments and return value as in :meth:`Scorer.generate`.
+        """
+        encoded = self.encode_prompts(prompts=prompts, max_new_tokens=max_new_tokens)
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        texts = [""] * len(encoded)
+        with report_progress(total=len(encoded), enabled=progress, desc="generating") as update:
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                length = max(len(encoded[i]) for i in batch)
+                ids = torch.full((len(batch), length), self._pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), length), dtype=torch.long)
+                for row, i in enumerate(batch):  # left padding: every prompt ends where generation starts
+                    ids[row, length - len(encoded[i]) :] = torch.tensor(encoded[i])
+                    mask[row, length - len(encoded[i]) :] = 1
+                generated = self._model.generate(
+                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device), max_new_tokens=max_new_tokens,
+                    do_sample=False, pad_token_id=self._pad_id, eos_token_id=self.tokenizer.eos_token_id,
+                )
+                for row, i in enumerate(batch):
+                    texts[i] = self.tokenizer.decode(generated[row, length:], skip_special_tokens=True)
+                update(len(batch))
+        return texts
+
+    @torch.inference_mode()
     def score_naive(self, *, prefix: str, queries: Sequence[Query], progress: bool = True) -> np.ndarray:
         """Reference scores: each full prompt (prefix + suffix + target ids) through the whole model.
 

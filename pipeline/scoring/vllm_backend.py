@@ -3,7 +3,8 @@
 Install with ``pip install 'capflow[vllm]'`` (pins vllm 0.33.0; CUDA only). Each query is one
 token-id prompt (prefix + suffix + target, tokenised locally under the shared convention) sent with
 ``SamplingParams(max_tokens=1, prompt_logprobs=1)``; the target's log-probabilities are read from
-``RequestOutput.prompt_logprobs`` at the target positions.
+``RequestOutput.prompt_logprobs`` at the target positions. Generation sends token-id prompts with
+``SamplingParams(temperature=0)`` and reads ``RequestOutput.outputs[0].text``.
 
 What is known from vLLM's docs and issues, and what is not verified here (no GPU was available):
 - Known (V1 engine docs, PR #23399): prompt log-probabilities are not cached, so a request asking
@@ -56,6 +57,7 @@ class VllmScorer(Scorer):
         self.identity = f"vllm:{model_identity(model)}:{dtype or 'auto'}"
         self.max_length = self._llm.llm_engine.model_config.max_model_len
         self.batch_size = batch_size
+        self._vllm = vllm
 
     def score(self, *, prefix: str, queries: Sequence[Query], progress: bool = True) -> np.ndarray:
         """log p(target | prefix + suffix) per query, from the engine's prompt log-probabilities.
@@ -77,3 +79,18 @@ class VllmScorer(Scorer):
                     scores[i] = sum(p[token].logprob for p, token in zip(positions, target))
                 update(len(batch))
         return scores
+
+    def generate(self, *, prompts: Sequence[str], max_new_tokens: int, progress: bool = True) -> list[str]:
+        """Greedy continuations (``temperature=0``) from the engine, ``batch_size`` prompts at a time.
+
+        Arguments and return value as in :meth:`Scorer.generate`.
+        """
+        encoded = self.encode_prompts(prompts=prompts, max_new_tokens=max_new_tokens)
+        params = self._vllm.SamplingParams(max_tokens=max_new_tokens, temperature=0.0, seed=0)
+        texts = []
+        with report_progress(total=len(encoded), enabled=progress, desc="generating (vllm)") as update:
+            for start in range(0, len(encoded), self.batch_size):
+                batch = [{"prompt_token_ids": ids} for ids in encoded[start : start + self.batch_size]]
+                texts += [output.outputs[0].text for output in self._llm.generate(batch, params, use_tqdm=False)]
+                update(len(batch))
+        return texts

@@ -22,6 +22,9 @@ class Counting(Scorer):
         self.calls += len(queries)
         return self.inner.score(prefix=prefix, queries=queries, progress=progress)
 
+    def generate(self, *, prompts, max_new_tokens, progress=True):
+        return self.inner.generate(prompts=prompts, max_new_tokens=max_new_tokens, progress=progress)
+
 
 @pytest.fixture(scope="module")
 def prompt(smollm, banking):

