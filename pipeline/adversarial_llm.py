@@ -21,6 +21,7 @@ import polars as pl
 from pipeline.adversarial import STOPWORDS, keyword_form
 from pipeline.prompts import RewriteTemplate
 from pipeline.scoring import Scorer
+from pipeline.scoring.cache import GenerationCache
 
 Attack = Literal["add", "replace"]
 _ANSWER_LABEL = re.compile(r"^(?:(?:rewritten|new|edited)\s+)?(?:message|sentence)\s*:\s*", re.IGNORECASE)
@@ -71,6 +72,7 @@ def llm_rewrite(
     test: pl.DataFrame,
     keywords: dict[str, list[str]],
     llm: Scorer,
+    cache: GenerationCache,
     template: RewriteTemplate,
     max_new_tokens: int,
     keywords_in_prompt: int,
@@ -84,6 +86,7 @@ def llm_rewrite(
         test: the test split (id, text): the sentences the LLM rewrites.
         keywords: class -> keywords, best first (:func:`pipeline.adversarial.class_keywords`).
         llm: the teacher LLM's backend.
+        cache: where generations are kept across runs (a rerun or a restart generates only new prompts).
         template: the rewriting prompt for this attack.
         max_new_tokens: generated tokens at most per row.
         keywords_in_prompt: target keywords named in each prompt (the best ones not shared with the source class).
@@ -108,7 +111,7 @@ def llm_rewrite(
             source_keywords=replaced or keywords[label][:keywords_in_prompt], label=label, target=target,
         ))
         checks.append((original, target_keywords, replaced))
-    answers = llm.generate(prompts=prompts, max_new_tokens=max_new_tokens, progress=progress)
+    answers = cache.generate_missing(llm=llm, prompts=prompts, max_new_tokens=max_new_tokens, progress=progress)
     texts, generators = [], []
     for rule_text, answer, (original, target_keywords, replaced) in zip(attacked["text"], answers, checks):
         rewrite = clean_generation(answer)

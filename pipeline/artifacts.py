@@ -12,6 +12,7 @@ DATASETS = Path("data/datasets")  # <dataset>/{train,validation,test}.parquet
 FEWSHOT = Path("data/fewshot")  # <dataset>/<setting>.parquet
 SCORES = Path("data/scores")  # <dataset>/<setting>.parquet (+ .stats.json)
 SCORE_CACHE = Path("data/cache/scores")  # content-addressed LLM scores, kept across reruns
+GENERATION_CACHE = Path("data/cache/generations")  # content-addressed LLM generations, kept across reruns
 PRIORS = Path("data/priors")  # <dataset>/<setting>/{cap,lime,ig}.parquet
 FUSED = Path("data/fused")  # <dataset>/<setting>/<combination>.parquet
 ADVERSARIAL = Path("data/adversarial")  # <dataset>/<setting>/{add,replace}.parquet

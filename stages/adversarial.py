@@ -2,9 +2,10 @@
 
 Class keywords come from the setting's CAP priors. ``adversarial.generator: rules`` edits the
 sentences deterministically (``adversarial.seed``); ``llm`` has the scoring LLM rewrite them and keeps
-the rule-based text where a rewrite fails the check (pipeline/adversarial_llm.py). Each row records
-the generator that made it (``generator``); generation.json beside the sets records the generator,
-the LLM, its prompts and how many rows each generator made.
+the rule-based text where a rewrite fails the check (pipeline/adversarial_llm.py); its generations
+are kept in data/cache/generations, so a rerun or a restart generates only new prompts. Each row
+records the generator that made it (``generator``); generation.json beside the sets records the
+generator, the LLM, its prompts and how many rows each generator made.
 """
 
 from __future__ import annotations
@@ -15,31 +16,33 @@ import polars as pl
 
 from pipeline.adversarial import class_keywords, class_overlap, make_adversarial, target_classes
 from pipeline.adversarial_llm import llm_rewrite
-from pipeline.artifacts import ADVERSARIAL, DATASET_SCHEMA, DATASETS, FEWSHOT, PRIORS, PRIORS_SCHEMA
+from pipeline.artifacts import ADVERSARIAL, DATASET_SCHEMA, DATASETS, FEWSHOT, GENERATION_CACHE, PRIORS, PRIORS_SCHEMA
 from pipeline.io import atomic_write, read_parquet, write_parquet
 from pipeline.models import resolve_device
 from pipeline.params import AdversarialParams, load_params
 from pipeline.perturb import sentence_rng
 from pipeline.scoring import Scorer, make_scorer
+from pipeline.scoring.cache import GenerationCache
 
 DEFAULT_TARGETS_PER_CLASS = 2
 
 
 def adversarial_sets(
     *, train: pl.DataFrame, cap: pl.DataFrame, test: pl.DataFrame, dataset: str, params: AdversarialParams,
-    llm: Scorer | None = None,
+    llm: Scorer | None = None, cache: GenerationCache | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Keywords per class from CAP scores, the most overlapping target classes, then the two attacks.
 
     Args:
         llm: the rewriting LLM; required when ``params.generator`` is "llm", unused otherwise.
+        cache: its generations across runs; required with ``llm``.
 
     Returns:
         {"add": frame, "replace": frame} with id, text, label, source_id, target_class, generator,
         llm_output (null under the rules generator).
     """
-    if params.generator == "llm" and llm is None:
-        raise ValueError("adversarial_sets: generator 'llm' needs the LLM")
+    if params.generator == "llm" and (llm is None or cache is None):
+        raise ValueError("adversarial_sets: generator 'llm' needs the LLM and a generation cache")
     joined = cap.join(train.select("id", "label"), on="id", how="inner")
     keywords = class_keywords(labels=joined["label"].to_list(), words=joined["words"].to_list(),
                               scores=[s.to_numpy() for s in joined["scores"]], top_k=params.keywords_per_class)
@@ -52,7 +55,7 @@ def adversarial_sets(
                 for name, frame in sets.items()}
     templates = {"add": params.llm.add_template, "replace": params.llm.replace_template}
     return {
-        name: llm_rewrite(frame, attack=name, test=test, keywords=keywords, llm=llm, template=templates[name],
+        name: llm_rewrite(frame, attack=name, test=test, keywords=keywords, llm=llm, cache=cache, template=templates[name],
                           max_new_tokens=params.llm.max_new_tokens, keywords_in_prompt=params.llm.keywords_in_prompt)
         for name, frame in sets.items()
     }
@@ -70,10 +73,11 @@ def generation_record(sets: dict[str, pl.DataFrame], *, params: AdversarialParam
 def main(dataset: str, setting: str) -> None:
     """Write data/adversarial/<dataset>/<setting>/{add,replace}.parquet and generation.json."""
     params = load_params()
-    llm = None
+    llm = cache = None
     if params.adversarial.generator == "llm":
         llm = make_scorer(backend=params.scoring.backend, model=params.scoring.model, device=resolve_device(params.device),
                           batch_size=params.scoring.batch_size, base_url=params.scoring.base_url)
+        cache = GenerationCache(GENERATION_CACHE)
     sets = adversarial_sets(
         train=read_parquet(FEWSHOT / dataset / f"{setting}.parquet", schema=DATASET_SCHEMA),
         cap=read_parquet(PRIORS / dataset / setting / "cap.parquet", schema=PRIORS_SCHEMA),
@@ -81,6 +85,7 @@ def main(dataset: str, setting: str) -> None:
         dataset=dataset,
         params=params.adversarial,
         llm=llm,
+        cache=cache,
     )
     folder = ADVERSARIAL / dataset / setting
     for name, frame in sets.items():
@@ -89,6 +94,8 @@ def main(dataset: str, setting: str) -> None:
     with atomic_write(folder / "generation.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
     print(f"{dataset}/{setting}: rows by generator {json.dumps(record['rows'])}")
+    if cache is not None:  # kept out of generation.json, which must not change when only the cache's state does
+        print(f"generations: {cache.stats.computed} by the LLM, {cache.stats.hits} from the cache")
 
 
 if __name__ == "__main__":

@@ -84,8 +84,8 @@ def main(dataset: str, setting: str) -> None:
     )
     seconds = time.perf_counter() - start
     write_parquet(scores, SCORES / dataset / f"{setting}.parquet")
-    stats = {"queries": len(scores), "cache_hits": cache.stats.hits, "llm_queries": cache.stats.scored,
-             "seconds": round(seconds, 2), "llm_queries_per_second": round(cache.stats.scored / seconds, 2) if cache.stats.scored else None}
+    stats = {"queries": len(scores), "cache_hits": cache.stats.hits, "llm_queries": cache.stats.computed,
+             "seconds": round(seconds, 2), "llm_queries_per_second": round(cache.stats.computed / seconds, 2) if cache.stats.computed else None}
     with atomic_write(SCORES / dataset / f"{setting}.stats.json") as tmp:
         tmp.write_text(json.dumps(stats, indent=2) + "\n")
     print(f"{dataset}/{setting}: {json.dumps(stats)}")

@@ -5,6 +5,7 @@ import pytest
 from pipeline.adversarial import class_keywords, class_overlap, keyword_form, make_adversarial, target_classes
 from pipeline.adversarial_llm import accept_rewrite, clean_generation, llm_rewrite
 from pipeline.prompts import ADD_TEMPLATE, REPLACE_TEMPLATE
+from pipeline.scoring.cache import GenerationCache
 
 HWU64 = "/work/shared/data/hwu64"
 CLASSES = ["alarm_query", "alarm_remove", "alarm_set", "audio_volume_down", "audio_volume_mute", "audio_volume_up"]
@@ -55,12 +56,14 @@ def test_accept_rewrite_demands_a_target_keyword_and_the_rest_of_the_sentence(re
     assert accept_rewrite(original, rewrite, target_keywords=["volume", "louder"], replaced=replaced) is accepted
 
 
-def test_llm_rewrite_on_smollm_keeps_rows_and_falls_back_to_rules(smollm, attacked):
+def test_llm_rewrite_on_smollm_keeps_rows_and_falls_back_to_rules(smollm, attacked, tmp_path):
     test, keywords, sets = attacked
     for attack, template in (("add", ADD_TEMPLATE), ("replace", REPLACE_TEMPLATE)):
         rules = sets[attack]
-        rewritten = llm_rewrite(rules, attack=attack, test=test, keywords=keywords, llm=smollm, template=template,
-                                max_new_tokens=24, keywords_in_prompt=3, progress=False)
+        args = {"attack": attack, "test": test, "keywords": keywords, "llm": smollm, "template": template,
+                "max_new_tokens": 24, "keywords_in_prompt": 3, "progress": False}
+        cache = GenerationCache(tmp_path / attack)
+        rewritten = llm_rewrite(rules, cache=cache, **args)
         assert rewritten.columns == [*rules.columns, "generator", "llm_output"]
         assert rewritten.drop("text", "generator", "llm_output").equals(rules.drop("text"))  # same rows, ids, labels, targets
         assert rewritten["llm_output"].is_not_null().all() and set(rewritten["generator"]) <= {"llm", "rules"}
@@ -71,8 +74,9 @@ def test_llm_rewrite_on_smollm_keeps_rows_and_falls_back_to_rules(smollm, attack
             else:
                 assert row["text"] == clean_generation(row["llm_output"]) != originals[row["source_id"]]
                 assert {keyword_form(w) for w in row["text"].split()} & set(keywords[row["target_class"]])
-        again = llm_rewrite(rules, attack=attack, test=test, keywords=keywords, llm=smollm, template=template,
-                            max_new_tokens=24, keywords_in_prompt=3, progress=False)
-        assert again.equals(rewritten)  # greedy decoding: the same text on every run
+        fresh = llm_rewrite(rules, cache=GenerationCache(tmp_path / f"{attack}-fresh"), **args)
+        assert fresh.equals(rewritten)  # greedy decoding: the same text on every run
+        rerun = GenerationCache(tmp_path / attack)
+        assert llm_rewrite(rules, cache=rerun, **args).equals(rewritten) and rerun.stats.computed == 0  # all cached
         if attack == "add":
             assert (rewritten["generator"] == "llm").any(), rewritten.select("llm_output").to_series().to_list()

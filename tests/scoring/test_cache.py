@@ -4,13 +4,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.prompts import LIME_TEMPLATE, build_query, split_prompt
+from pipeline.prompts import LIME_TEMPLATE, build_query, chat_prompt, split_prompt
 from pipeline.scoring import Scorer, ScoringError
-from pipeline.scoring.cache import ScoreCache
+from pipeline.scoring.cache import GenerationCache, ScoreCache
 
 
 class Counting(Scorer):
-    """The real scorer, counting the queries it scores; optionally crashing once ``crash_after`` is passed."""
+    """The real scorer, counting the queries it scores and the prompts it continues; optionally crashing
+    once ``crash_after`` scored queries are passed."""
 
     def __init__(self, inner: Scorer, crash_after: int | None = None):
         self.inner, self.crash_after, self.calls = inner, crash_after, 0
@@ -23,6 +24,7 @@ class Counting(Scorer):
         return self.inner.score(prefix=prefix, queries=queries, progress=progress)
 
     def generate(self, *, prompts, max_new_tokens, progress=True):
+        self.calls += len(prompts)
         return self.inner.generate(prompts=prompts, max_new_tokens=max_new_tokens, progress=progress)
 
 
@@ -52,7 +54,7 @@ def test_resume_after_a_crash_scores_only_the_missing_queries(smollm, prompt, re
     restarted, cache = Counting(smollm), ScoreCache(tmp_path)
     scores = cache.score_missing(scorer=restarted, prefix=prefix, queries=queries, shard_size=3, progress=False)
     assert restarted.calls == len(queries) - 6
-    assert (cache.stats.hits, cache.stats.scored) == (6, len(queries) - 6)
+    assert (cache.stats.hits, cache.stats.computed) == (6, len(queries) - 6)
     np.testing.assert_allclose(scores, reference, rtol=0, atol=1e-4)  # float32: batch make-up moves ~1e-5
 
     again, cache = Counting(smollm), ScoreCache(tmp_path)
@@ -64,7 +66,7 @@ def test_duplicates_are_scored_once_and_lookup_sees_them(smollm, prompt, tmp_pat
     prefix, queries = prompt
     counting, cache = Counting(smollm), ScoreCache(tmp_path)
     scores = cache.score_missing(scorer=counting, prefix=prefix, queries=queries[:2] * 3, progress=False)
-    assert counting.calls == 2 and (cache.stats.hits, cache.stats.scored) == (4, 2)
+    assert counting.calls == 2 and (cache.stats.hits, cache.stats.computed) == (4, 2)
     np.testing.assert_array_equal(scores[:2], scores[2:4])
     keys = [ScoreCache.key(identity=smollm.identity, prefix=prefix, suffix=s, target=t) for s, t in queries[:3]]
     assert cache.lookup(keys) == {keys[0]: scores[0], keys[1]: scores[1]}
@@ -107,3 +109,19 @@ def test_key_covers_scorer_prompt_split_and_target():
         ScoreCache.key(**{**base, "target": " u"}),
     }
     assert len(keys) == 4 and ScoreCache.key(**base) == ScoreCache.key(**base)
+
+
+def test_generations_are_cached_deduplicated_and_resumed(smollm, banking, tmp_path):
+    _, frame = banking
+    prompts = [chat_prompt(smollm.tokenizer, system=None, user=f"Repeat this: {text}") for text in frame["text"][:3]]
+    counting, cache = Counting(smollm), GenerationCache(tmp_path)
+    texts = cache.generate_missing(llm=counting, prompts=prompts * 2, max_new_tokens=8, shard_size=2, progress=False)
+    assert texts == smollm.generate(prompts=prompts, max_new_tokens=8, progress=False) * 2
+    assert counting.calls == 3 and (cache.stats.computed, cache.stats.hits) == (3, 3)
+    assert len(list(tmp_path.glob("*.parquet"))) == 2  # chunks of 2: each landed as its own shard
+
+    again, cache = Counting(smollm), GenerationCache(tmp_path)
+    assert cache.generate_missing(llm=again, prompts=prompts, max_new_tokens=8, progress=False) == texts[:3]
+    assert again.calls == 0
+    cache.generate_missing(llm=again, prompts=prompts[:1], max_new_tokens=9, progress=False)  # a new limit is a new key
+    assert again.calls == 1
