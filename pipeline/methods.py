@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 

@@ -1,8 +1,12 @@
 import os
+import shutil
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 # Tests are offline: hub look-ups fail fast instead of retrying for a minute.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,21 +30,54 @@ def smollm():
     return TransformersScorer(model="smollm2-135m-instruct", batch_size=4)
 
 
-def make_project(folder: Path, *, shared_data: Path, profile: str = "tiny") -> Path:
-    """A fresh git + DVC copy of the project in ``folder`` running profiles/<profile>.yaml.
+@pytest.fixture(scope="module")
+def minilm():
+    """A real MiniLM classifier over 3 labels (eval mode), fresh for each test module.
+
+    Its head is redrawn with O(1) logits: a fresh head's logit differences are ~0.01, and relative
+    checks on them (IG completeness, agreement with captum) would be fragile.
+    """
+    import torch
+
+    from pipeline.models import load_student
+
+    torch.manual_seed(0)
+    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=3)
+    torch.nn.init.normal_(model.classifier.weight, std=1.0)
+    return model.eval(), tokenizer
+
+
+def edit_params(project: Path, edit: Callable[[dict], None]) -> None:
+    """Apply ``edit`` to the parsed params.yaml of ``project`` and write it back."""
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    edit(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+
+def make_project(
+    folder: Path, *, shared_data: Path, profile: str = "tiny", edit: Callable[[dict], None] | None = None
+) -> Path:
+    """A fresh git + DVC copy of the project in ``folder`` running a profile.
+
+    Args:
+        folder: an empty folder.
+        shared_data: the data mirror the copy reads.
+        profile: "default" (params.yaml) or the name of a file in profiles/.
+        edit: applied to the parameters before the copy's params.yaml is written.
 
     The stages are imported from this checkout (PYTHONPATH), so only the graph and params are copied.
     """
-    import shutil
-    import subprocess
-
-    import yaml
-
     for name in ("dvc.yaml", "prefect.yaml"):
         shutil.copy(REPO / name, folder)
-    params = yaml.safe_load((REPO / "profiles" / f"{profile}.yaml").read_text(encoding="utf-8"))
-    params["data"]["mirror"] = str(shared_data)
-    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    shutil.copy(REPO / "params.yaml" if profile == "default" else REPO / "profiles" / f"{profile}.yaml", folder / "params.yaml")
+
+    def point_at_the_mirror_then_edit(params: dict) -> None:
+        params["data"]["mirror"] = str(shared_data)
+        if edit is not None:
+            edit(params)
+
+    edit_params(folder, point_at_the_mirror_then_edit)
     for package in ("pipeline", "stages"):  # dvc.yaml's deps name these files
         shutil.copytree(REPO / package, folder / package, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(["git", "init", "-q"], cwd=folder, check=True)

@@ -7,7 +7,6 @@ from tokenizers.processors import RobertaProcessing
 from transformers import PreTrainedTokenizerFast
 
 from pipeline.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words
-from pipeline.models import load_student
 
 SENTENCES = [
     "I lost my card, what should I do?".split(),
@@ -15,16 +14,6 @@ SENTENCES = [
     "refund".split(),
 ]
 TARGET = torch.tensor([0, 2, 1])
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    torch.manual_seed(0)
-    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=3)
-    # a head with O(1) logits: a fresh head's logit differences are ~0.01 and a relative check on
-    # them would be fragile
-    torch.nn.init.normal_(model.classifier.weight, std=1.0)
-    return model.eval(), tokenizer
 
 
 @pytest.fixture(scope="module")

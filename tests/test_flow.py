@@ -1,7 +1,7 @@
 """pipeline/flow.py and prefect.yaml: the Prefect flow runs dvc.yaml's graph like `dvc repro`.
 
-The flow runs against Prefect's temporary local server in a fresh copy of the project (git + DVC,
-one small dataset), on the stages that exist end to end today: data and fewshot.
+The flow runs against Prefect's temporary local server in fresh copies of the project (git + DVC):
+the data stages of the default profile's banking77_mini, and the whole tiny profile.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from pipeline.errors import ConfigError
 from pipeline.flow import StageError, capflow, check_profile, select_stages, task_run_name, waves
-from tests.conftest import make_project
+from tests.conftest import edit_params, make_project
 
 REPO = Path(__file__).resolve().parents[1]
 FEWSHOT = Path("data/fewshot/banking77_mini")
@@ -39,29 +39,18 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def project(tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh git + DVC copy of the project with only banking77_mini, as the working directory."""
-    for package in ("pipeline", "stages"):
-        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "prefect.yaml"):
-        shutil.copy(REPO / name, tmp_path)
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    params["data"]["mirror"] = str(shared_data)
+def _only_banking77_mini_k5_seed0(params: dict) -> None:
     params["data"]["datasets"] = {"banking77_mini": params["data"]["datasets"]["banking77_mini"]}
     params["fewshot"]["seeds"] = [0]
     params["experiment"]["settings"] = ["k5-seed0"]
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    Repo.init(str(tmp_path)).close()
+
+
+@pytest.fixture
+def project(tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh git + DVC copy of the default profile with only banking77_mini k5-seed0, as the working directory."""
+    make_project(tmp_path, shared_data=shared_data, profile="default", edit=_only_banking77_mini_k5_seed0)
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def edit_params(edit: Callable[[dict], None]) -> None:
-    params = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
-    edit(params)
-    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
 def names(stages: Iterable[PipelineStage]) -> list[str]:
@@ -98,13 +87,13 @@ def test_flow_and_dvc_repro_agree_on_what_is_up_to_date(project: Path, prefect_s
     assert again == {"ran": [], "restored": [], "up_to_date": ["data@banking77_mini", "fewshot@banking77_mini"]}
 
     # a new k reruns the k-shot stage only, and its directory loses the stale k=5 file, as under dvc repro
-    edit_params(set_shots(3))
+    edit_params(project, set_shots(3))
     changed = capflow(targets=["fewshot"])
     assert changed == {"ran": ["fewshot@banking77_mini"], "restored": [], "up_to_date": ["data@banking77_mini"]}
     assert sorted(path.name for path in FEWSHOT.iterdir()) == ["k3-seed0.parquet"]
 
     # back to k=5: DVC's run cache holds that run, so the flow restores it instead of rerunning
-    edit_params(set_shots(5))
+    edit_params(project, set_shots(5))
     assert capflow(targets=["fewshot"])["restored"] == ["fewshot@banking77_mini"]
     assert_frame_equal(pl.read_parquet(FEWSHOT / "k5-seed0.parquet"), k5)
     with Repo(".") as repo:
@@ -130,7 +119,7 @@ def test_the_whole_tiny_profile_through_the_flow_leaves_dvc_nothing_to_do(
 
 @pytest.mark.slow
 def test_a_failing_stage_fails_the_flow_with_its_error_line(project: Path, prefect_server: None) -> None:
-    edit_params(lambda params: params["data"]["datasets"]["banking77_mini"].update(path="no_such_dataset"))
+    edit_params(project, lambda params: params["data"]["datasets"]["banking77_mini"].update(path="no_such_dataset"))
     stage = subprocess.run([sys.executable, "-m", "stages.data", "banking77_mini"], capture_output=True, text=True)
     assert stage.returncode == 2
     (error_line,) = stage.stderr.strip().splitlines()

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 
-from tests.conftest import make_project
+from tests.conftest import edit_params, make_project
 
 METRIC_KEYS = {"accuracy", "adv_add_accuracy", "adv_replace_accuracy", "adv_accuracy", "comprehensiveness", "sufficiency"}
 SETTING = "banking77_tiny/k2-seed0"
@@ -25,12 +24,6 @@ def dvc(project: Path, *args: str) -> str:
     result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
-
-
-def edit_params(project: Path, edit) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    edit(params)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def stats(project: Path) -> dict:

@@ -1,10 +1,7 @@
-import shutil
-from pathlib import Path
-
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO
 
 
 @pytest.fixture
@@ -16,9 +13,3 @@ def workdir(tmp_path, monkeypatch, shared_data):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CAPFLOW_DATA_MIRROR", raising=False)
     return tmp_path
-
-
-def edit_params(workdir: Path, edit) -> None:
-    raw = yaml.safe_load((workdir / "params.yaml").read_text())
-    edit(raw)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(raw))

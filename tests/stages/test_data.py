@@ -6,7 +6,7 @@ import polars as pl
 
 from pipeline.params import load_params
 from stages import data
-from tests.stages.conftest import REPO, edit_params
+from tests.conftest import REPO, edit_params
 
 
 def test_writes_the_three_splits(workdir):

@@ -3,7 +3,7 @@ import pytest
 
 from pipeline.errors import DataError
 from stages import data, fewshot
-from tests.stages.conftest import edit_params
+from tests.conftest import edit_params
 
 
 def test_k5_banking77_is_exactly_five_per_label_and_byte_identical(workdir):
