@@ -102,7 +102,7 @@ def llm_rewrite(
     prompts, checks = [], []
     for source_id, label, target in attacked.select("source_id", "label", "target_class").iter_rows():
         original = sentences[source_id]
-        # target keywords that the source class shares point to both classes: name the others first
+        # a target keyword the source class shares points to both classes: keep the others (all, if none is left)
         target_keywords = [word for word in keywords[target] if word not in keywords[label]] or keywords[target]
         in_sentence = {keyword_form(word) for word in original.split()}
         replaced = [word for word in keywords[label] if word in in_sentence and word not in target_keywords] if attack == "replace" else []

@@ -20,7 +20,7 @@ from pipeline.io import read_parquet, write_parquet
 from pipeline.methods import get_method
 from pipeline.models import load_student, resolve_device
 from pipeline.params import Params, load_params
-from pipeline.training import train_student
+from pipeline.training import set_seed, train_student
 
 
 def label_names(dataset: str) -> list[str]:
@@ -51,6 +51,7 @@ def train(params: Params, dataset: str, setting: str, method: str, seed: int):
     sentences = read_parquet(FEWSHOT / dataset / f"{setting}.parquet", schema=DATASET_SCHEMA)
     prior = None if method == "baseline" else read_parquet(FUSED / dataset / setting / f"{method}.parquet", schema=PRIORS_SCHEMA)
     device = resolve_device(params.device)
+    set_seed(seed)  # the fresh classifier head is drawn here: torch's global seed is random per process
     model, tokenizer = load_student(params.student.model, num_labels=len(labels), device=device)
     model.config.id2label = dict(enumerate(labels))
     model.config.label2id = {label: i for i, label in enumerate(labels)}
