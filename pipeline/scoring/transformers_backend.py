@@ -185,6 +185,9 @@ class TransformersScorer(Scorer):
         Arguments and return value as in :meth:`Scorer.generate`.
         """
         encoded = self.encode_prompts(prompts=prompts, max_new_tokens=max_new_tokens)
+        # chat models end a turn with a token that may not be the tokenizer's eos (Llama 3: <|eot_id|>)
+        configured = self._model.generation_config.eos_token_id
+        stop_ids = {self.tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])} - {None}
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         texts = [""] * len(encoded)
         with report_progress(total=len(encoded), enabled=progress, desc="generating") as update:
@@ -198,7 +201,7 @@ class TransformersScorer(Scorer):
                     mask[row, length - len(encoded[i]) :] = 1
                 generated = self._model.generate(
                     input_ids=ids.to(self.device), attention_mask=mask.to(self.device), max_new_tokens=max_new_tokens,
-                    do_sample=False, pad_token_id=self._pad_id, eos_token_id=self.tokenizer.eos_token_id,
+                    do_sample=False, pad_token_id=self._pad_id, eos_token_id=sorted(stop_ids),
                 )
                 for row, i in enumerate(batch):
                     texts[i] = self.tokenizer.decode(generated[row, length:], skip_special_tokens=True)
