@@ -42,8 +42,7 @@ def main() -> None:
     labels = sorted(frame["label"].unique())
     rng = np.random.default_rng(0)
     train = [(text.split(), labels.index(label), rng.random(len(text.split()))) for text, label in zip(frame["text"], frame["label"])]
-    torch.manual_seed(0)
-    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=len(labels))
+    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=len(labels), seed=0)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     ce_method, guided_method = get_method("baseline"), get_method("cap+ig+lime", steps=m)
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from pipeline.io import read_parquet
+
 DATASETS = Path("data/datasets")  # <dataset>/{train,validation,test}.parquet
 FEWSHOT = Path("data/fewshot")  # <dataset>/<setting>.parquet
 SCORES = Path("data/scores")  # <dataset>/<setting>.parquet (+ .stats.json)
@@ -36,3 +38,7 @@ def priors_frame(ids: Sequence[str], words: Sequence[Sequence[str]], scores: Seq
         schema=PRIORS_SCHEMA,
     )
 
+
+def label_names(dataset: str) -> list[str]:
+    """The dataset's label set, sorted: the label space of its prompts, and class index i of every student."""
+    return sorted(read_parquet(DATASETS / dataset / "train.parquet", schema=DATASET_SCHEMA)["label"].unique())

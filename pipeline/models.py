@@ -14,14 +14,13 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from pipeline.errors import ModelError
+from pipeline.errors import ArtifactError, ModelError
+from pipeline.io import atomic_dir
 
 
 @dataclass(frozen=True)
@@ -78,14 +77,9 @@ def _converted_gguf(name: str, builtin: _Builtin) -> Path:
     # the weights are plain floats after loading; the GGUF marker only blocks save_pretrained
     model.hf_quantizer = None
     del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:  # a crash leaves no half-converted model
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)  # atomic: a crash leaves no half-converted model
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -136,11 +130,13 @@ def load_causal_lm(name: str, *, device: str = "cpu", dtype: torch.dtype | None 
     return model.to(device).eval(), tokenizer
 
 
-def load_student(name: str, *, num_labels: int, device: str = "cpu"):
+def load_student(name: str, *, num_labels: int, seed: int, device: str = "cpu"):
     """Load a sequence classifier with a fresh head of ``num_labels`` and its tokenizer.
 
-    Eager attention: the guided loss back-propagates through Integrated Gradients (double
-    backward), which PyTorch's SDPA kernels do not implement on CPU.
+    The head is drawn from torch's generator seeded with ``seed``: a new process's global seed is
+    random, so an unseeded head would make every training run differ. Eager attention: the guided
+    loss back-propagates through Integrated Gradients (double backward), which PyTorch's SDPA
+    kernels do not implement on CPU.
 
     Returns:
         (model, tokenizer)
@@ -148,10 +144,29 @@ def load_student(name: str, *, num_labels: int, device: str = "cpu"):
     from transformers import AutoModelForSequenceClassification
 
     tokenizer = load_tokenizer(name)
+    torch.manual_seed(seed)
     model = _load(
         AutoModelForSequenceClassification, name, num_labels=num_labels, attn_implementation="eager"
     )
     return model.to(device), tokenizer
+
+
+def load_trained_student(folder: str | Path, *, device: str = "cpu"):
+    """Load a student checkpoint written by the train stage (eager attention, eval mode) and its tokenizer.
+
+    Returns:
+        (model, tokenizer)
+
+    Raises:
+        ArtifactError: ``folder`` holds no checkpoint.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ArtifactError(f"{folder}: no trained student here (run the stage that trains it)")
+    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager")
+    return model.to(device).eval(), AutoTokenizer.from_pretrained(folder)
 
 
 def resolve_device(device: str) -> str:

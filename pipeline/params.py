@@ -8,7 +8,6 @@ params.yaml holds the default (offline CPU) profile and profiles/paper.yaml the 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,7 +19,6 @@ from pipeline.prompts import ADD_TEMPLATE, REPLACE_TEMPLATE, PromptTemplate, Rew
 
 PARAMS_FILE = Path("params.yaml")
 MIRROR_ENV = "CAPFLOW_DATA_MIRROR"
-_SETTING = re.compile(r"^(full|k(\d+)-seed(\d+))$")
 
 
 class _Section(BaseModel):

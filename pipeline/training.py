@@ -2,8 +2,8 @@
 
 One loop for CPU and CUDA: AdamW, linear warm-up then linear decay, gradient clipping at 1.0,
 bfloat16 autocast on CUDA only. ``seed`` fixes the shuffling (a private ``torch.Generator``) and
-every dropout mask (``set_seed``); the classifier head is initialised when the model is loaded,
-so call ``set_seed`` before ``load_student`` as well for a fully reproducible run.
+every dropout mask (``set_seed``); the classifier head is seeded where it is drawn
+(``pipeline.models.load_student``).
 """
 
 from __future__ import annotations

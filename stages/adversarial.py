@@ -18,10 +18,9 @@ from pipeline.adversarial import class_keywords, class_overlap, make_adversarial
 from pipeline.adversarial_llm import llm_rewrite
 from pipeline.artifacts import ADVERSARIAL, DATASET_SCHEMA, DATASETS, FEWSHOT, GENERATION_CACHE, PRIORS, PRIORS_SCHEMA
 from pipeline.io import atomic_write, read_parquet, write_parquet
-from pipeline.models import resolve_device
 from pipeline.params import AdversarialParams, load_params
 from pipeline.perturb import sentence_rng
-from pipeline.scoring import Scorer, make_scorer
+from pipeline.scoring import Scorer, scorer_from_params
 from pipeline.scoring.cache import GenerationCache
 
 DEFAULT_TARGETS_PER_CLASS = 2
@@ -75,8 +74,7 @@ def main(dataset: str, setting: str) -> None:
     params = load_params()
     llm = cache = None
     if params.adversarial.generator == "llm":
-        llm = make_scorer(backend=params.scoring.backend, model=params.scoring.model, device=resolve_device(params.device),
-                          batch_size=params.scoring.batch_size, base_url=params.scoring.base_url)
+        llm = scorer_from_params(params)
         cache = GenerationCache(GENERATION_CACHE)
     sets = adversarial_sets(
         train=read_parquet(FEWSHOT / dataset / f"{setting}.parquet", schema=DATASET_SCHEMA),

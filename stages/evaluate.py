@@ -13,12 +13,11 @@ import json
 import numpy as np
 import polars as pl
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from pipeline.artifacts import ADVERSARIAL, ADVERSARIAL_SCHEMA, DATASET_SCHEMA, DATASETS, METRICS, MODELS
 from pipeline.eraser import faithfulness
 from pipeline.io import atomic_write, read_parquet
-from pipeline.models import resolve_device
+from pipeline.models import load_trained_student, resolve_device
 from pipeline.params import EvaluationParams, load_params
 from pipeline.priors.ig import ig_prior
 from pipeline.training import predict_proba
@@ -41,19 +40,20 @@ def evaluate_student(model, tokenizer, *, test: pl.DataFrame, attacked: dict[str
         return predict_proba(model, tokenizer, [t.split() for t in texts], batch_size=params.batch_size,
                              max_length=max_length, device=device)
 
-    def accuracy(frame: pl.DataFrame) -> float:
-        gold = np.array([index[label] for label in frame["label"]])
-        return 100.0 * float((predict(frame["text"].to_list()).argmax(axis=1) == gold).mean())
+    def predicted_and_correct(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        predicted = predict(frame["text"].to_list()).argmax(axis=1)
+        return predicted, predicted == np.array([index[label] for label in frame["label"]])
 
+    predicted, correct = predicted_and_correct(test)
+    add, replace = (predicted_and_correct(attacked[name])[1] for name in ("add", "replace"))
     sentences = [t.split() for t in test["text"]]
-    predicted = predict(test["text"].to_list()).argmax(axis=1)
     rationale = ig_prior(model, tokenizer, sentences=sentences, labels=torch.from_numpy(predicted), steps=params.ig_steps,
                          internal_batch_size=params.batch_size, batch_size=params.batch_size, max_length=max_length)
     return {
-        "accuracy": accuracy(test),
-        "adv_add_accuracy": accuracy(attacked["add"]),
-        "adv_replace_accuracy": accuracy(attacked["replace"]),
-        "adv_accuracy": accuracy(pl.concat([attacked["add"], attacked["replace"]])),
+        "accuracy": 100.0 * float(correct.mean()),
+        "adv_add_accuracy": 100.0 * float(add.mean()),
+        "adv_replace_accuracy": 100.0 * float(replace.mean()),
+        "adv_accuracy": 100.0 * float(np.concatenate([add, replace]).mean()),
         **faithfulness(predict, sentences, rationale, fractions=params.fractions),
     }
 
@@ -63,8 +63,7 @@ def main(dataset: str, setting: str, method: str, seed: int) -> None:
     params = load_params()
     device = resolve_device(params.device)
     folder = MODELS / dataset / setting / f"{method}-seed{seed}"
-    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model, tokenizer = load_trained_student(folder, device=device)
     attacked = {name: read_parquet(ADVERSARIAL / dataset / setting / f"{name}.parquet", schema=ADVERSARIAL_SCHEMA)
                 for name in ("add", "replace")}
     metrics = evaluate_student(model, tokenizer, test=read_parquet(DATASETS / dataset / "test.parquet", schema=DATASET_SCHEMA),

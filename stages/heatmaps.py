@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import polars as pl
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from pipeline.artifacts import DATASET_SCHEMA, DATASETS, MODELS, REPORTS, SCORE_CACHE, priors_frame
+from pipeline.artifacts import DATASET_SCHEMA, DATASETS, MODELS, REPORTS, SCORE_CACHE, label_names, priors_frame
 from pipeline.heatmaps import render_heatmaps
 from pipeline.io import read_parquet
-from pipeline.models import resolve_device
+from pipeline.models import load_trained_student, resolve_device
 from pipeline.params import Params, load_params
 from pipeline.priors.fusion import DISPLAY_NAMES
 from pipeline.priors.ig import ig_prior
-from pipeline.scoring import make_scorer
+from pipeline.scoring import scorer_from_params
 from pipeline.scoring.cache import ScoreCache
 from pipeline.training import predict_proba
 from stages.fuse import fuse_priors
@@ -30,33 +29,27 @@ from stages.score import perturbations, score_perturbations
 STUDENT = "cap+ig+lime"
 
 
-def _load(folder):
-    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").eval()
-    return model, AutoTokenizer.from_pretrained(folder)
-
-
 def heatmap_rows(params: Params, dataset: str, setting: str) -> list[dict]:
     """The rows render_heatmaps draws: words, labels, and one attribution per source."""
     device = resolve_device(params.device)
     test = read_parquet(DATASETS / dataset / "test.parquet", schema=DATASET_SCHEMA)
-    labels = sorted(read_parquet(DATASETS / dataset / "train.parquet", schema=DATASET_SCHEMA)["label"].unique())
+    labels = label_names(dataset)
     shown = test.filter(pl.col("label").is_in(labels[: params.evaluation.heatmap_sentences])).unique("label", keep="first", maintain_order=True)
     words = [text.split() for text in shown["text"]]
 
-    scorer = make_scorer(backend=params.scoring.backend, model=params.scoring.model, device=device,
-                         batch_size=params.scoring.batch_size, base_url=params.scoring.base_url)
+    scorer = scorer_from_params(params)
     scores = score_perturbations(perturbations(shown, params=params.priors), shown, labels=labels,
                                  templates={"cap": params.scoring.cap_template, "lime": params.scoring.lime_template},
                                  scorer=scorer, cache=ScoreCache(SCORE_CACHE))
     priors = cap_lime_priors(shown, scores, params=params.priors)
-    teacher, tokenizer = _load(MODELS / dataset / setting / f"baseline-seed{params.priors.ig.teacher_seed}")
+    teacher, tokenizer = load_trained_student(MODELS / dataset / setting / f"baseline-seed{params.priors.ig.teacher_seed}", device=device)
     gold = torch.tensor([teacher.config.label2id[label] for label in shown["label"]])
     ig = ig_prior(teacher, tokenizer, sentences=words, labels=gold, steps=params.priors.ig.steps,
                   internal_batch_size=params.priors.ig.internal_batch_size, batch_size=len(words), max_length=params.student.max_length)
     priors["ig"] = priors_frame(shown["id"].to_list(), words, ig)
     fused = fuse_priors(priors, how=params.priors.fusion, normalisation=params.priors.normalisation)
 
-    student, tokenizer = _load(MODELS / dataset / setting / f"{STUDENT}-seed{params.student.seeds[0]}")
+    student, tokenizer = load_trained_student(MODELS / dataset / setting / f"{STUDENT}-seed{params.student.seeds[0]}", device=device)
     probabilities = predict_proba(student, tokenizer, words, batch_size=len(words), device=device, max_length=params.student.max_length)
     predicted = probabilities.argmax(axis=1)
     own = ig_prior(student, tokenizer, sentences=words, labels=torch.from_numpy(predicted), steps=params.evaluation.ig_steps,

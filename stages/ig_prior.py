@@ -7,11 +7,10 @@ logit over the setting's train set, subword scores summed into whitespace words.
 from __future__ import annotations
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from pipeline.artifacts import DATASET_SCHEMA, FEWSHOT, MODELS, PRIORS, priors_frame
 from pipeline.io import read_parquet, write_parquet
-from pipeline.models import resolve_device
+from pipeline.models import load_trained_student, resolve_device
 from pipeline.params import load_params
 from pipeline.priors.ig import ig_prior
 
@@ -21,8 +20,7 @@ def main(dataset: str, setting: str) -> None:
     params = load_params()
     device = resolve_device(params.device)
     folder = MODELS / dataset / setting / f"baseline-seed{params.priors.ig.teacher_seed}"
-    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model, tokenizer = load_trained_student(folder, device=device)
     sentences = read_parquet(FEWSHOT / dataset / f"{setting}.parquet", schema=DATASET_SCHEMA)
     words = [text.split() for text in sentences["text"]]
     scores = ig_prior(model, tokenizer, sentences=words, labels=torch.tensor([model.config.label2id[l] for l in sentences["label"]]),

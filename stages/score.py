@@ -14,13 +14,12 @@ import time
 import numpy as np
 import polars as pl
 
-from pipeline.artifacts import DATASET_SCHEMA, DATASETS, FEWSHOT, SCORE_CACHE, SCORES
+from pipeline.artifacts import DATASET_SCHEMA, FEWSHOT, SCORE_CACHE, SCORES, label_names
 from pipeline.io import atomic_write, read_parquet, write_parquet
-from pipeline.models import resolve_device
 from pipeline.params import PriorsParams, load_params
 from pipeline.perturb import cap_masks, lime_masks, masked_sentence, sentence_rng
 from pipeline.prompts import PromptTemplate, build_query, split_prompt
-from pipeline.scoring import Scorer, make_scorer
+from pipeline.scoring import Scorer, scorer_from_params
 from pipeline.scoring.cache import ScoreCache
 
 MASK_SOURCES = {"cap": cap_masks, "lime": lime_masks}
@@ -72,9 +71,8 @@ def main(dataset: str, setting: str) -> None:
     """Write data/scores/<dataset>/<setting>.parquet and its .stats.json."""
     params = load_params()
     sentences = read_parquet(FEWSHOT / dataset / f"{setting}.parquet", schema=DATASET_SCHEMA)
-    labels = sorted(read_parquet(DATASETS / dataset / "train.parquet", schema=DATASET_SCHEMA)["label"].unique())
-    scorer = make_scorer(backend=params.scoring.backend, model=params.scoring.model, device=resolve_device(params.device),
-                         batch_size=params.scoring.batch_size, base_url=params.scoring.base_url)
+    labels = label_names(dataset)
+    scorer = scorer_from_params(params)
     cache = ScoreCache(SCORE_CACHE)
     start = time.perf_counter()
     scores = score_perturbations(

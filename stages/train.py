@@ -6,26 +6,16 @@ combination (cross-entropy + beta * MSE between the student's own word-level IG 
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 
-from pipeline.artifacts import DATASET_SCHEMA, DATASETS, FEWSHOT, FUSED, MODELS, PRIORS_SCHEMA
+from pipeline.artifacts import DATASET_SCHEMA, FEWSHOT, FUSED, MODELS, PRIORS_SCHEMA, label_names
 from pipeline.errors import ArtifactError
-from pipeline.io import read_parquet, write_parquet
+from pipeline.io import atomic_dir, read_parquet, write_parquet
 from pipeline.methods import get_method
 from pipeline.models import load_student, resolve_device
 from pipeline.params import Params, load_params
-from pipeline.training import set_seed, train_student
-
-
-def label_names(dataset: str) -> list[str]:
-    """The dataset's label set, sorted: class index i is label_names[i] for every student."""
-    return sorted(read_parquet(DATASETS / dataset / "train.parquet", schema=DATASET_SCHEMA)["label"].unique())
+from pipeline.training import train_student
 
 
 def training_examples(sentences: pl.DataFrame, labels: list[str], prior: pl.DataFrame | None) -> list:
@@ -51,8 +41,7 @@ def train(params: Params, dataset: str, setting: str, method: str, seed: int):
     sentences = read_parquet(FEWSHOT / dataset / f"{setting}.parquet", schema=DATASET_SCHEMA)
     prior = None if method == "baseline" else read_parquet(FUSED / dataset / setting / f"{method}.parquet", schema=PRIORS_SCHEMA)
     device = resolve_device(params.device)
-    set_seed(seed)  # the fresh classifier head is drawn here: torch's global seed is random per process
-    model, tokenizer = load_student(params.student.model, num_labels=len(labels), device=device)
+    model, tokenizer = load_student(params.student.model, num_labels=len(labels), seed=seed, device=device)
     model.config.id2label = dict(enumerate(labels))
     model.config.label2id = {label: i for i, label in enumerate(labels)}
     student = params.student
@@ -70,16 +59,10 @@ def main(dataset: str, setting: str, method: str, seed: int) -> None:
     """Write models/<dataset>/<setting>/<method>-seed<seed>/ atomically (a temporary folder, then rename)."""
     model, tokenizer, log = train(load_params(), dataset, setting, method, seed)
     target = MODELS / dataset / setting / f"{method}-seed{seed}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_parquet(log, tmp / "train_log.parquet")
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     last = log.tail(1).to_dicts()[0]
     print(f"{target}: {len(log)} steps, last ce {last['ce']:.4f}, align {last['align']:.4f}")
 

@@ -41,10 +41,31 @@ def minilm():
 
     from pipeline.models import load_student
 
-    torch.manual_seed(0)
-    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=3)
+    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=3, seed=0)
     torch.nn.init.normal_(model.classifier.weight, std=1.0)
     return model.eval(), tokenizer
+
+
+HWU64_ALARM_AUDIO = ["alarm_query", "alarm_remove", "alarm_set", "audio_volume_down", "audio_volume_mute", "audio_volume_up"]
+
+
+@pytest.fixture(scope="session")
+def hwu64_keywords(shared_data):
+    """Six HWU64 classes that share vocabulary: their test rows (id, text, label) and class keywords
+    from seeded, positive stand-in CAP scores on their train rows."""
+    import numpy as np
+    import polars as pl
+
+    from pipeline.adversarial import class_keywords
+
+    folder = shared_data / "hwu64"
+    train = pl.read_parquet(folder / "train.parquet").filter(pl.col("label").is_in(HWU64_ALARM_AUDIO))
+    test = pl.read_parquet(folder / "test.parquet").with_row_index("row")
+    test = test.filter(pl.col("label").is_in(HWU64_ALARM_AUDIO)).select(pl.format("test-{}", "row").alias("id"), "text", "label")
+    rng = np.random.default_rng(0)
+    words = [text.split() for text in train["text"]]
+    keywords = class_keywords(labels=train["label"].to_list(), words=words, scores=[rng.uniform(0.1, 1.0, len(w)) for w in words])
+    return test, keywords
 
 
 def edit_params(project: Path, edit: Callable[[dict], None]) -> None:

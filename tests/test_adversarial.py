@@ -1,7 +1,4 @@
-import string
-
 import numpy as np
-import polars as pl
 import pytest
 
 from pipeline.adversarial import (
@@ -9,30 +6,23 @@ from pipeline.adversarial import (
     class_keywords,
     class_overlap,
     keyword_addition,
+    keyword_form,
     keyword_replacement,
     make_adversarial,
     target_classes,
 )
-
-HWU64 = "/work/shared/data/hwu64"
-CLASSES = ["alarm_query", "alarm_remove", "alarm_set", "audio_volume_down", "audio_volume_mute", "audio_volume_up"]
+from tests.conftest import HWU64_ALARM_AUDIO
 
 
 def _words(text: str) -> list[str]:
-    return [word.strip(string.punctuation).lower() for word in text.split()]
+    return [keyword_form(word) for word in text.split()]
 
 
 @pytest.fixture(scope="module")
-def hwu64():
-    """Six HWU64 classes that share vocabulary; stand-in CAP scores, positive and seeded."""
-    train = pl.read_parquet(f"{HWU64}/train.parquet").filter(pl.col("label").is_in(CLASSES))
-    test = pl.read_parquet(f"{HWU64}/test.parquet").with_row_index("row")
-    test = test.filter(pl.col("label").is_in(CLASSES)).select(pl.format("test-{}", "row").alias("id"), "text", "label")
-    rng = np.random.default_rng(0)
-    words = [text.split() for text in train["text"]]
-    keywords = class_keywords(labels=train["label"].to_list(), words=words, scores=[rng.uniform(0.1, 1.0, len(w)) for w in words])
-    targets = target_classes(class_overlap(keywords), per_class=2, rng=np.random.default_rng(0))
-    return test, keywords, targets
+def hwu64(hwu64_keywords):
+    """The six HWU64 classes' test rows and keywords, two adversarial targets per class."""
+    test, keywords = hwu64_keywords
+    return test, keywords, target_classes(class_overlap(keywords), per_class=2, rng=np.random.default_rng(0))
 
 
 def test_class_keywords_rank_words_by_normalised_score_and_skip_stopwords():
@@ -52,7 +42,7 @@ def test_class_keywords_rank_words_by_normalised_score_and_skip_stopwords():
 
 def test_class_keywords_on_real_data_exclude_stopwords(hwu64):
     _, keywords, _ = hwu64
-    assert sorted(keywords) == CLASSES
+    assert sorted(keywords) == HWU64_ALARM_AUDIO
     assert all(len(words) == 10 and not set(words) & STOPWORDS for words in keywords.values())
     assert "alarm" in keywords["alarm_set"] and "volume" in keywords["audio_volume_up"]
 

@@ -1,25 +1,16 @@
 import numpy as np
-import polars as pl
 import pytest
 
-from pipeline.adversarial import class_keywords, class_overlap, keyword_form, make_adversarial, target_classes
+from pipeline.adversarial import class_overlap, keyword_form, make_adversarial, target_classes
 from pipeline.adversarial_llm import accept_rewrite, clean_generation, llm_rewrite
 from pipeline.prompts import ADD_TEMPLATE, REPLACE_TEMPLATE
 from pipeline.scoring.cache import GenerationCache
 
-HWU64 = "/work/shared/data/hwu64"
-CLASSES = ["alarm_query", "alarm_remove", "alarm_set", "audio_volume_down", "audio_volume_mute", "audio_volume_up"]
-
-
 @pytest.fixture(scope="module")
-def attacked():
-    """Rule-based attacks on 6 HWU64 test sentences (one per class), keywords from seeded stand-in CAP scores."""
-    train = pl.read_parquet(f"{HWU64}/train.parquet").filter(pl.col("label").is_in(CLASSES))
-    test = pl.read_parquet(f"{HWU64}/test.parquet").with_row_index("row").filter(pl.col("label").is_in(CLASSES))
-    test = test.group_by("label", maintain_order=True).first().select(pl.format("test-{}", "row").alias("id"), "text", "label")
-    rng = np.random.default_rng(0)
-    words = [text.split() for text in train["text"]]
-    keywords = class_keywords(labels=train["label"].to_list(), words=words, scores=[rng.uniform(0.1, 1.0, len(w)) for w in words])
+def attacked(hwu64_keywords):
+    """Rule-based attacks on 6 HWU64 test sentences (the first of each class), one target class each."""
+    test, keywords = hwu64_keywords
+    test = test.group_by("label", maintain_order=True).first().select("id", "text", "label")
     targets = target_classes(class_overlap(keywords), per_class=1, rng=np.random.default_rng(0))
     add, replace = make_adversarial(test, keywords, targets, seed=0)
     return test, keywords, {"add": add, "replace": replace}

@@ -100,12 +100,18 @@ def test_inputs_embeds_forward_equals_input_ids_forward(minilm, encoded):
     torch.testing.assert_close(from_embeds, from_ids, rtol=0, atol=1e-6)
 
 
+def _ig(model, encoded, **options):
+    """integrated_gradients of the encoded sentences toward TARGET from their pad-token baseline."""
+    encoding, _, baseline = encoded
+    return integrated_gradients(
+        model, input_ids=encoding["input_ids"], baseline_ids=baseline, attention_mask=encoding["attention_mask"], target=TARGET, **options
+    )
+
+
 def test_integrated_gradients_is_complete(minilm, encoded):
     model, _ = minilm
     encoding, word_index, baseline = encoded
-    attribution = integrated_gradients(
-        model, input_ids=encoding["input_ids"], baseline_ids=baseline, attention_mask=encoding["attention_mask"], target=TARGET, steps=64
-    )
+    attribution = _ig(model, encoded, steps=64)
     embed = model.get_input_embeddings()
     with torch.no_grad():
         logit = lambda ids: model(inputs_embeds=embed(ids), attention_mask=encoding["attention_mask"]).logits[range(3), TARGET]
@@ -119,15 +125,7 @@ def test_integrated_gradients_is_complete(minilm, encoded):
 def test_integrated_gradients_equals_captum(minilm, encoded, internal_batch_size):
     model, _ = minilm
     encoding, _, baseline = encoded
-    ours = integrated_gradients(
-        model,
-        input_ids=encoding["input_ids"],
-        baseline_ids=baseline,
-        attention_mask=encoding["attention_mask"],
-        target=TARGET,
-        steps=16,
-        internal_batch_size=internal_batch_size,
-    )
+    ours = _ig(model, encoded, steps=16, internal_batch_size=internal_batch_size)
     explainer = LayerIntegratedGradients(
         lambda ids, mask: model(input_ids=ids, attention_mask=mask).logits, model.get_input_embeddings()
     )
@@ -146,17 +144,8 @@ def test_integrated_gradients_equals_captum(minilm, encoded, internal_batch_size
 
 def test_integrated_gradients_with_create_graph_is_differentiable_in_the_parameters(minilm, encoded):
     model, _ = minilm
-    encoding, _, baseline = encoded
     model.zero_grad()
-    attribution = integrated_gradients(
-        model,
-        input_ids=encoding["input_ids"],
-        baseline_ids=baseline,
-        attention_mask=encoding["attention_mask"],
-        target=TARGET,
-        steps=2,
-        create_graph=True,
-    )
+    attribution = _ig(model, encoded, steps=2, create_graph=True)
     (attribution**2).sum().backward()
     encoder_grad = model.bert.encoder.layer[0].attention.self.query.weight.grad
     assert encoder_grad is not None and encoder_grad.abs().sum() > 0

@@ -140,8 +140,7 @@ def test_faithfulness_rejects_bad_input():
 @pytest.fixture(scope="module")
 def student_proba():
     """MiniLM with a seeded random 3-way head: a real tokenizer and model behind predict_proba."""
-    torch.manual_seed(0)
-    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=3)
+    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=3, seed=0)
     model.eval()
 
     def predict_proba(texts: list[str]) -> np.ndarray:

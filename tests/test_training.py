@@ -25,8 +25,7 @@ def examples(shared_data):
 @pytest.fixture(scope="module")
 def student():
     """MiniLM and its initial weights; every test restores them before training."""
-    torch.manual_seed(0)
-    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=N_LABELS)
+    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=N_LABELS, seed=0)
     return model, tokenizer, {k: v.clone() for k, v in model.state_dict().items()}
 
 

@@ -28,6 +28,8 @@ from pipeline.errors import CapflowError, ConfigError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from pipeline.params import Params
+
 logger = logging.getLogger(__name__)
 
 Query = tuple[str, str]  # (suffix, target)
@@ -195,3 +197,11 @@ def make_scorer(
     from pipeline.scoring.openai_backend import OpenAIScorer
 
     return OpenAIScorer(model=model, base_url=base_url, batch_size=batch_size)
+
+
+def scorer_from_params(params: Params) -> Scorer:
+    """The teacher LLM that params.yaml names: ``scoring.{backend, model, batch_size, base_url}`` on ``device``."""
+    from pipeline.models import resolve_device
+
+    return make_scorer(backend=params.scoring.backend, model=params.scoring.model, device=resolve_device(params.device),
+                       batch_size=params.scoring.batch_size, base_url=params.scoring.base_url)
