@@ -23,6 +23,16 @@ from pipeline.priors.ig import ig_prior
 from pipeline.training import predict_proba
 
 
+def self_rationale(model, tokenizer, sentences: list[list[str]], *, params: EvaluationParams, max_length: int,
+                   device: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A student's class probabilities, shape (n, n_labels), and its own IG toward its prediction, one score per word."""
+    probabilities = predict_proba(model, tokenizer, sentences, batch_size=params.batch_size, max_length=max_length, device=device)
+    rationale = ig_prior(model, tokenizer, sentences=sentences, labels=torch.from_numpy(probabilities.argmax(axis=1)),
+                         steps=params.ig_steps, internal_batch_size=params.batch_size, batch_size=params.batch_size,
+                         max_length=max_length)
+    return probabilities, rationale
+
+
 def evaluate_student(model, tokenizer, *, test: pl.DataFrame, attacked: dict[str, pl.DataFrame],
                      params: EvaluationParams, max_length: int, device: str) -> dict[str, float]:
     """Accuracy, adversarial accuracy and faithfulness of a trained student.
@@ -40,17 +50,14 @@ def evaluate_student(model, tokenizer, *, test: pl.DataFrame, attacked: dict[str
         return predict_proba(model, tokenizer, [t.split() for t in texts], batch_size=params.batch_size,
                              max_length=max_length, device=device)
 
-    def predicted_and_correct(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        predicted = predict(frame["text"].to_list()).argmax(axis=1)
-        return predicted, predicted == np.array([index[label] for label in frame["label"]])
+    def correct(frame: pl.DataFrame, probabilities: np.ndarray) -> np.ndarray:
+        return probabilities.argmax(axis=1) == np.array([index[label] for label in frame["label"]])
 
-    predicted, correct = predicted_and_correct(test)
-    add, replace = (predicted_and_correct(attacked[name])[1] for name in ("add", "replace"))
     sentences = [t.split() for t in test["text"]]
-    rationale = ig_prior(model, tokenizer, sentences=sentences, labels=torch.from_numpy(predicted), steps=params.ig_steps,
-                         internal_batch_size=params.batch_size, batch_size=params.batch_size, max_length=max_length)
+    probabilities, rationale = self_rationale(model, tokenizer, sentences, params=params, max_length=max_length, device=device)
+    add, replace = (correct(attacked[name], predict(attacked[name]["text"].to_list())) for name in ("add", "replace"))
     return {
-        "accuracy": 100.0 * float(correct.mean()),
+        "accuracy": 100.0 * float(correct(test, probabilities).mean()),
         "adv_add_accuracy": 100.0 * float(add.mean()),
         "adv_replace_accuracy": 100.0 * float(replace.mean()),
         "adv_accuracy": 100.0 * float(np.concatenate([add, replace]).mean()),

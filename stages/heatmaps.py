@@ -10,7 +10,6 @@ predicted label and its probability.
 from __future__ import annotations
 
 import polars as pl
-import torch
 
 from pipeline.artifacts import DATASET_SCHEMA, DATASETS, MODELS, REPORTS, SCORE_CACHE, label_names, priors_frame
 from pipeline.heatmaps import render_heatmaps
@@ -18,11 +17,11 @@ from pipeline.io import read_parquet
 from pipeline.models import load_trained_student, resolve_device
 from pipeline.params import Params, load_params
 from pipeline.priors.fusion import DISPLAY_NAMES
-from pipeline.priors.ig import ig_prior
 from pipeline.scoring import scorer_from_params
 from pipeline.scoring.cache import ScoreCache
-from pipeline.training import predict_proba
+from stages.evaluate import self_rationale
 from stages.fuse import fuse_priors
+from stages.ig_prior import teacher_ig
 from stages.priors import cap_lime_priors
 from stages.score import perturbations, score_perturbations
 
@@ -42,18 +41,13 @@ def heatmap_rows(params: Params, dataset: str, setting: str) -> list[dict]:
                                  templates={"cap": params.scoring.cap_template, "lime": params.scoring.lime_template},
                                  scorer=scorer, cache=ScoreCache(SCORE_CACHE))
     priors = cap_lime_priors(shown, scores, params=params.priors)
-    teacher, tokenizer = load_trained_student(MODELS / dataset / setting / f"baseline-seed{params.priors.ig.teacher_seed}", device=device)
-    gold = torch.tensor([teacher.config.label2id[label] for label in shown["label"]])
-    ig = ig_prior(teacher, tokenizer, sentences=words, labels=gold, steps=params.priors.ig.steps,
-                  internal_batch_size=params.priors.ig.internal_batch_size, batch_size=len(words), max_length=params.student.max_length)
-    priors["ig"] = priors_frame(shown["id"].to_list(), words, ig)
+    priors["ig"] = priors_frame(shown["id"].to_list(), words, teacher_ig(params, dataset, setting, shown))
     fused = fuse_priors(priors, how=params.priors.fusion, normalisation=params.priors.normalisation)
 
     student, tokenizer = load_trained_student(MODELS / dataset / setting / f"{STUDENT}-seed{params.student.seeds[0]}", device=device)
-    probabilities = predict_proba(student, tokenizer, words, batch_size=len(words), device=device, max_length=params.student.max_length)
+    probabilities, own = self_rationale(student, tokenizer, words, params=params.evaluation,
+                                        max_length=params.student.max_length, device=device)
     predicted = probabilities.argmax(axis=1)
-    own = ig_prior(student, tokenizer, sentences=words, labels=torch.from_numpy(predicted), steps=params.evaluation.ig_steps,
-                   internal_batch_size=params.evaluation.batch_size, batch_size=len(words), max_length=params.student.max_length)
     return [
         {
             "id": row["id"], "label": row["label"], "words": words[i],
