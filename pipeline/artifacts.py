@@ -18,8 +18,8 @@ GENERATION_CACHE = Path("data/cache/generations")  # content-addressed LLM gener
 PRIORS = Path("data/priors")  # <dataset>/<setting>/{cap,lime,ig}.parquet
 FUSED = Path("data/fused")  # <dataset>/<setting>/<combination>.parquet
 ADVERSARIAL = Path("data/adversarial")  # <dataset>/<setting>/{add,replace}.parquet
-MODELS = Path("models")  # <dataset>/<setting>/<method>-seed<S>/
-METRICS = Path("metrics")  # <dataset>/<setting>/<method>-seed<S>.json
+MODELS = Path("models")  # <dataset>/<setting>/<method>-seed<S>/, <dataset>/oracle-teacher-seed<S>/
+METRICS = Path("metrics")  # <dataset>/<setting>/<method>-seed<S>.json, <dataset>/<setting>/teacher/diagnostics.json
 REPORTS = Path("reports")
 
 DATASET_SCHEMA = {"id": pl.String, "text": pl.String, "label": pl.String}
@@ -37,6 +37,21 @@ def priors_frame(ids: Sequence[str], words: Sequence[Sequence[str]], scores: Seq
         {"id": list(ids), "words": [list(w) for w in words], "scores": [np.asarray(s, dtype=np.float64).tolist() for s in scores]},
         schema=PRIORS_SCHEMA,
     )
+
+
+def student_dir(dataset: str, setting: str, method: str, seed: int) -> Path:
+    """The checkpoint folder of a trained student."""
+    return MODELS / dataset / setting / f"{method}-seed{seed}"
+
+
+def oracle_teacher_dir(dataset: str, seed: int) -> Path:
+    """The checkpoint of the cross-entropy student trained on the full training pool (the oracle prior's teacher)."""
+    return MODELS / dataset / f"oracle-teacher-seed{seed}"
+
+
+def diagnostics_file(dataset: str, setting: str) -> Path:
+    """The teacher diagnostics of a setting (a DVC metric; a folder below the students' metrics, which the report globs)."""
+    return METRICS / dataset / setting / "teacher" / "diagnostics.json"
 
 
 def label_names(dataset: str) -> list[str]:

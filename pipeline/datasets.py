@@ -171,6 +171,11 @@ def prepare_dataset(name: str, config: DatasetParams, *, mirror: Path | None, va
         out = {split: frame.filter(pl.col("label").is_in(config.labels)) for split, frame in out.items()}
     if config.max_test_per_label is not None:
         out["test"] = out["test"].filter(pl.int_range(pl.len()).over("label") < config.max_test_per_label)
+    if config.min_test is not None and len(out["test"]) < config.min_test:
+        raise DataError(
+            f"data.datasets.{name}.min_test: the test split of {files['test']} has {len(out['test'])} rows"
+            f"{' after slicing' if config.labels or config.max_test_per_label else ''}, fewer than the {config.min_test} asked for"
+        )
     if "validation" not in out:
         out["validation"] = _stratified_draw(out["train"], fraction=validation_fraction, seed=split_seed)
     return out

@@ -32,6 +32,7 @@ class DatasetParams(_Section):
     hub: str | None = Field(None, description="hub id used when no local folder exists; built-ins are known by name")
     labels: list[str] | None = Field(None, description="keep only these labels (a slice of the dataset)")
     max_test_per_label: int | None = Field(None, gt=0, description="keep at most this many test rows per label")
+    min_test: int | None = Field(None, gt=0, description="fail unless the (sliced) test split keeps at least this many rows")
 
 
 class DataParams(_Section):
@@ -64,6 +65,9 @@ class CapParams(_Section):
 class LimeParams(_Section):
     n: int = Field(64, gt=1, description="LIME samples per sentence (the first is the unmasked sentence)")
     kernel_width: float = Field(25.0, gt=0, description="exponential kernel width on cosine distance x 100")
+    target: Literal["probability", "inverse_logprob"] = Field(
+        "probability", description="regression target: p (the paper's LIME) or -1 / log p (CAP's transform)"
+    )
 
 
 class IgParams(_Section):
@@ -72,11 +76,19 @@ class IgParams(_Section):
     teacher_seed: int = Field(0, description="which baseline student (by training seed) the IG prior comes from")
 
 
+class OracleParams(_Section):
+    """The oracle control's teacher: a cross-entropy student on the full training pool (student.* otherwise)."""
+
+    epochs: int = Field(3, gt=0, description="passes over the full training pool")
+    batch_size: int = Field(16, gt=0, description="sentences per step")
+
+
 class PriorsParams(_Section):
     seed: int = Field(0, description="seed of the perturbations (per sentence, order independent)")
     cap: CapParams = CapParams()
     lime: LimeParams = LimeParams()
     ig: IgParams = IgParams()
+    oracle: OracleParams = OracleParams()
     normalisation: Literal["l2", "minmax"] = Field("l2", description="per-sentence normalisation before fusion and in the loss")
     fusion: Literal["mean", "max"] = Field("mean", description="word-wise combination of normalised priors")
 
@@ -90,8 +102,15 @@ class StudentParams(_Section):
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     ig_steps: int = Field(8, gt=0, description="m: IG steps of the differentiable self-attribution")
     beta: float = Field(1.0, ge=0, description="weight of the attribution alignment loss")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping threshold")
+    clip: Literal["per_term", "total", "none"] = Field(
+        "per_term", description="per_term: clip the cross-entropy and the alignment gradients separately; total: their sum"
+    )
     seeds: list[int] = Field([0], min_length=1, description="training seeds")
-    priors: list[str] = Field(description="prior combinations to train guided students with (baseline is always trained)")
+    extra_priors: list[str] = Field([], description="more prior combinations, trained on experiment.extra_settings only")
+    priors: list[str] = Field(
+        description="prior combinations and controls (oracle, random) to train guided students with (baseline is always trained)"
+    )
 
 
 class LlmRewriteParams(_Section):
@@ -123,6 +142,7 @@ class EvaluationParams(_Section):
 class ExperimentParams(_Section):
     datasets: list[str] = Field(description="datasets that go through scoring, priors, training")
     settings: list[str] = Field(description="settings (k<K>-seed<S> or full) run for each of them")
+    extra_settings: list[str] = Field([], description="the settings (a subset of settings) where student.extra_priors train")
 
 
 class Params(_Section):
@@ -148,9 +168,16 @@ class Params(_Section):
                 raise ValueError(f"experiment.settings: {setting!r} is not produced by fewshot (has {sorted(produced)})")
         from pipeline.priors.fusion import COMBINATIONS
 
-        unknown = [name for name in self.student.priors if name not in COMBINATIONS]
-        if unknown:
-            raise ValueError(f"student.priors: {unknown[0]!r} is not a prior combination ({', '.join(COMBINATIONS)})")
+        for key, names in (("student.priors", self.student.priors), ("student.extra_priors", self.student.extra_priors)):
+            unknown = [name for name in names if name not in COMBINATIONS]
+            if unknown:
+                raise ValueError(f"{key}: {unknown[0]!r} is not a prior combination or control ({', '.join(COMBINATIONS)})")
+        both = set(self.student.priors) & set(self.student.extra_priors)
+        if both:
+            raise ValueError(f"student.extra_priors: {sorted(both)[0]!r} is in student.priors already")
+        outside = [s for s in self.experiment.extra_settings if s not in self.experiment.settings]
+        if outside:
+            raise ValueError(f"experiment.extra_settings: {outside[0]!r} is not in experiment.settings")
         if self.priors.ig.teacher_seed not in self.student.seeds:
             raise ValueError(f"priors.ig.teacher_seed: {self.priors.ig.teacher_seed} is not in student.seeds {self.student.seeds}")
         return self

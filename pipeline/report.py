@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from scipy.stats import t as student_t
 from scipy.stats import wilcoxon
 
 from pipeline.errors import ArtifactError
@@ -25,6 +26,7 @@ from pipeline.priors.fusion import DISPLAY_NAMES
 
 METRIC_KEYS = (
     "accuracy",
+    "validation_accuracy",
     "adv_add_accuracy",
     "adv_replace_accuracy",
     "adv_accuracy",
@@ -50,6 +52,7 @@ PAPER = {
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 WILCOXON_MIN_PAIRS = 6  # below 6 non-zero pairs the exact two-sided p is never < 0.05
+MDE_ALPHA, MDE_POWER = 0.05, 0.8
 
 _FILE_NAME = re.compile(r"(?P<method>.+)-seed(?P<seed>\d+)\.json")
 _SEEDED_SETTING = re.compile(r"(?P<group>.+)-seed\d+")
@@ -145,7 +148,9 @@ def paired_tests(frame: pl.DataFrame) -> str:
         f"replicates matched by data seed and training seed, {BOOTSTRAP_RESAMPLES:,} resamples (seed "
         f"{BOOTSTRAP_SEED}); `*` marks a CI that excludes 0. With few pairs the percentile bootstrap is "
         f"too narrow: read it as descriptive. Secondary: two-sided Wilcoxon signed-rank p, shown when "
-        f"at least {WILCOXON_MIN_PAIRS} pairs differ.",
+        f"at least {WILCOXON_MIN_PAIRS} pairs differ. `MDE Acc`: the smallest true accuracy difference a "
+        f"paired t-test on these pairs would detect with {MDE_POWER:.0%} power at α = {MDE_ALPHA} "
+        f"((t₁₋α/₂ + t_power) · sd of the differences / √n, df = n − 1).",
         "",
     ]
     for group, sub in _groups(frame):
@@ -158,20 +163,90 @@ def paired_tests(frame: pl.DataFrame) -> str:
                 lines += ["No baseline run or no other method: nothing to compare.", ""]
                 continue
             lines += [
-                _markdown_row(["Method", "n"] + list(TABLE_METRICS.values())),
-                _markdown_row(["---", "---:"] + ["---:"] * len(TABLE_METRICS)),
+                _markdown_row(["Method", "n"] + list(TABLE_METRICS.values()) + ["MDE Acc"]),
+                _markdown_row(["---", "---:"] + ["---:"] * (len(TABLE_METRICS) + 1)),
             ]
             for method in others:
                 pairs = runs.filter(pl.col("method") == method).join(baseline, on="replicate", suffix="_baseline")
                 if len(pairs) == 0:
-                    cells = ["n/a (no replicate shared with the baseline)"] * len(TABLE_METRICS)
+                    cells = ["n/a (no replicate shared with the baseline)"] * (len(TABLE_METRICS) + 1)
                 elif len(pairs) == 1:
-                    cells = ["n/a (1 replicate)"] * len(TABLE_METRICS)
+                    cells = ["n/a (1 replicate)"] * (len(TABLE_METRICS) + 1)
                 else:
                     cells = [_paired_cell((pairs[m] - pairs[f"{m}_baseline"]).to_numpy()) for m in TABLE_METRICS]
+                    cells.append(f"{detectable_difference((pairs['accuracy'] - pairs['accuracy_baseline']).to_numpy()):.2f}")
                 lines.append(_markdown_row([_name(method, METHODS), str(len(pairs)), *cells]))
             lines.append("")
     return "\n".join(lines)
+
+
+def detectable_difference(differences: np.ndarray, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The minimum detectable mean difference of a two-sided paired t-test.
+
+    MDE = (t_{1 - alpha/2, n-1} + t_{power, n-1}) * sd(differences, ddof=1) / sqrt(n).
+
+    Args:
+        differences: n >= 2 paired differences.
+        alpha: the test's level.
+        power: the probability of detecting a true difference of that size.
+
+    Returns:
+        The difference, in the unit of ``differences``.
+    """
+    n = len(differences)
+    if n < 2:
+        raise ValueError(f"detectable_difference: need at least 2 pairs, got {n}")
+    quantiles = student_t.ppf(1 - alpha / 2, n - 1) + student_t.ppf(power, n - 1)
+    return float(quantiles * np.std(differences, ddof=1) / math.sqrt(n))
+
+
+def teacher_diagnostics(diagnostics: pl.DataFrame) -> str:
+    """The teacher's zero-shot accuracy beside chance and the prior agreement, per dataset and setting.
+
+    Args:
+        diagnostics: the output of ``collect_diagnostics``.
+
+    Returns:
+        A Markdown section (empty string when there are no diagnostics).
+    """
+    if diagnostics.is_empty():
+        return ""
+    pairs = [c for c in diagnostics.columns if "~" in c]
+    header = ["Dataset", "Setting", "Zero-shot acc", "Chance", *(f"ρ {p.replace('~', ' ~ ')}" for p in pairs)]
+    lines = [
+        "## Teacher diagnostics",
+        "",
+        "Zero-shot accuracy: the teacher LLM with the CAP prompt as a classifier on the test split "
+        "(arg-max of log p(label | prompt) over the label space), in %. ρ: mean per-sentence Spearman "
+        "correlation between two priors' word scores on the setting's training sentences.",
+        "",
+        _markdown_row(header),
+        _markdown_row(["---", "---"] + ["---:"] * (len(header) - 2)),
+    ]
+    for row in diagnostics.sort("dataset", "setting").iter_rows(named=True):
+        lines.append(_markdown_row([
+            _name(row["dataset"], DATASETS), row["setting"], f"{row['zero_shot_accuracy']:.2f}", f"{row['chance']:.2f}",
+            *(f"{row[p]:.3f}" for p in pairs),
+        ]))
+    return "\n".join(lines + [""])
+
+
+def collect_diagnostics(metrics_dir: Path) -> pl.DataFrame:
+    """Read every ``<dataset>/<setting>/teacher/diagnostics.json`` under ``metrics_dir``.
+
+    Returns:
+        One row per setting: dataset, setting, zero_shot_accuracy, chance and one column per prior pair.
+    """
+    rows = []
+    for path in sorted(Path(metrics_dir).glob("*/*/teacher/diagnostics.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            rows.append({"dataset": path.parents[2].name, "setting": path.parents[1].name,
+                         "zero_shot_accuracy": float(record["zero_shot_accuracy"]), "chance": float(record["chance"]),
+                         **{pair: float(rho) for pair, rho in record["spearman"].items()}})
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"{path}: not a teacher diagnostics file ({type(exc).__name__}: {exc})") from None
+    return pl.DataFrame(rows)
 
 
 def paper_comparison(frame: pl.DataFrame) -> str:
@@ -237,6 +312,7 @@ def write_report(*, metrics_dir: Path, out: Path) -> None:
             "",
             results_table(frame),
             paired_tests(frame),
+            teacher_diagnostics(collect_diagnostics(metrics_dir)),
             paper_comparison(frame),
         ]
     )

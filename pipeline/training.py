@@ -1,6 +1,7 @@
 """The student training loop, shared by every method, and batched prediction.
 
-One loop for CPU and CUDA: AdamW, linear warm-up then linear decay, gradient clipping at 1.0,
+One loop for CPU and CUDA: AdamW, linear warm-up then linear decay, gradient clipping (by default
+the cross-entropy's and the other terms' gradients each on their own, ``_step_gradients``),
 bfloat16 autocast on CUDA only. ``seed`` fixes the shuffling (a private ``torch.Generator``) and
 every dropout mask (``set_seed``); the classifier head is seeded where it is drawn
 (``pipeline.models.load_student``).
@@ -11,11 +12,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import polars as pl
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from pipeline.attribution import encode_words
@@ -23,7 +26,11 @@ from pipeline.errors import DataError
 from pipeline.methods import Batch, Method
 
 Example = tuple[list[str], int, np.ndarray | None]
-_LOG_SCHEMA = {"step": pl.Int64, "epoch": pl.Int64, "lr": pl.Float64, "loss": pl.Float64, "ce": pl.Float64, "align": pl.Float64}
+_LOG_SCHEMA = {
+    "step": pl.Int64, "epoch": pl.Int64, "lr": pl.Float64, "loss": pl.Float64, "ce": pl.Float64, "align": pl.Float64,
+    "grad_norm_ce": pl.Float64, "grad_norm_rest": pl.Float64,
+}
+Clip = Literal["total", "per_term", "none"]
 
 
 def set_seed(seed: int) -> None:
@@ -46,6 +53,8 @@ def train_student(
     seed: int,
     device: str | torch.device,
     max_length: int = 128,
+    max_grad_norm: float = 1.0,
+    clip: Clip = "per_term",
     log_every: int = 1,
 ) -> tuple[PreTrainedModel, pl.DataFrame]:
     """Fine-tune a sequence classifier with ``method``'s loss.
@@ -63,12 +72,18 @@ def train_student(
         seed: seeds shuffling and dropout.
         device: "cpu", "cuda", ...
         max_length: tokens per sentence; later words are dropped from the loss.
+        max_grad_norm: the gradient clipping threshold.
+        clip: ``"per_term"`` clips the cross-entropy gradient and the rest of the loss's gradient
+            (beta x alignment, ...) each to ``max_grad_norm`` before adding them, so a large
+            alignment gradient cannot shrink the cross-entropy step; ``"total"`` clips their sum
+            (one global clip); ``"none"`` does not clip.
         log_every: log one row every this many steps.
 
     Returns:
         (model in eval mode, log) with one row per logged step: step (1-based), epoch (0-based),
         lr (the rate used by that step), loss, ce, align (NaN for methods without an alignment
-        term) and any further terms the method reports.
+        term), grad_norm_ce and grad_norm_rest (the L2 norms of the gradients of ce and of
+        loss - ce, before clipping) and any further terms the method reports.
     """
     _check_examples(train, with_prior=method.needs_prior is not None, name=method.name)
     if epochs < 1 or batch_size < 1 or log_every < 1 or lr <= 0 or not 0 <= warmup_fraction < 1:
@@ -93,17 +108,61 @@ def train_student(
                 logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
                 ce = F.cross_entropy(logits.float(), batch.labels)
                 loss, parts = method.loss(model=model, batch=batch, logits=logits, ce=ce)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            norm_ce, norm_rest = _step_gradients(model, ce=ce, loss=loss, clip=clip, max_norm=max_grad_norm)
             rate = schedule.get_last_lr()[0]
             optimizer.step()
             schedule.step()
             step += 1
             if step % log_every == 0:
-                rows.append({"step": step, "epoch": epoch, "lr": rate, "loss": loss.item(), "ce": ce.item(), "align": math.nan, **parts})
+                rows.append({"step": step, "epoch": epoch, "lr": rate, "loss": loss.item(), "ce": ce.item(), "align": math.nan,
+                             "grad_norm_ce": norm_ce, "grad_norm_rest": norm_rest, **parts})
     extra = {key: pl.Float64 for key in (rows[0] if rows else {}) if key not in _LOG_SCHEMA}
     return model.eval(), pl.DataFrame(rows, schema=_LOG_SCHEMA | extra)
+
+
+def _step_gradients(model: PreTrainedModel, *, ce: Tensor, loss: Tensor, clip: Clip, max_norm: float) -> tuple[float, float]:
+    """Write the clipped gradient of ``loss`` into ``.grad``; return the norms of d ce and d (loss - ce).
+
+    The cross-entropy gradient is taken first (its graph kept), then ``loss``'s; their difference is
+    the gradient of every other term, so the split costs one extra cross-entropy backward.
+    """
+    parameters = [p for p in model.parameters() if p.requires_grad]
+
+    def grads(value: Tensor, *, retain: bool) -> list[Tensor]:
+        found = torch.autograd.grad(value, parameters, retain_graph=retain, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g for p, g in zip(parameters, found)]
+
+    def norm(tensors: list[Tensor]) -> float:
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors])).item()
+
+    split = loss is not ce  # more terms than the cross-entropy: take its gradient on its own first
+    grad_ce = grads(ce, retain=True) if split else None
+    grad_total = grads(loss, retain=False)
+    grad_ce = grad_ce if split else grad_total
+    grad_rest = [t - c for t, c in zip(grad_total, grad_ce)] if split else []
+    norm_ce, norm_rest = norm(grad_ce), norm(grad_rest) if split else 0.0
+    if clip == "per_term" and split:
+        scale_ce, scale_rest = (min(1.0, max_norm / (n + 1e-6)) for n in (norm_ce, norm_rest))
+        clipped = [c * scale_ce + r * scale_rest for c, r in zip(grad_ce, grad_rest)]
+    else:  # as torch.nn.utils.clip_grad_norm_ on the whole gradient
+        scale = 1.0 if clip == "none" else min(1.0, max_norm / ((norm(grad_total) if split else norm_ce) + 1e-6))
+        clipped = [g * scale for g in grad_total]
+    for p, g in zip(parameters, clipped):
+        p.grad = g
+    return norm_ce, norm_rest
+    grad_ce = grads(ce, retain=True)
+    grad_total = grads(loss, retain=False)
+    grad_rest = [t - c for t, c in zip(grad_total, grad_ce)]
+    norm_ce, norm_rest = norm(grad_ce), norm(grad_rest)
+    if clip == "per_term":
+        scale_ce, scale_rest = (min(1.0, max_norm / (n + 1e-6)) for n in (norm_ce, norm_rest))
+        for p, c, r in zip(parameters, grad_ce, grad_rest):
+            p.grad = c * scale_ce + r * scale_rest
+    else:
+        scale = 1.0 if clip == "none" else min(1.0, max_norm / (norm(grad_total) + 1e-6))
+        for p, g in zip(parameters, grad_total):
+            p.grad = g * scale
+    return norm_ce, norm_rest
 
 
 @torch.no_grad()

@@ -1,6 +1,7 @@
 """Stage 6b: evaluate one student: metrics/<dataset>/<setting>/<method>-seed<S>.json (a DVC metric).
 
-Keys, all in percent like the paper: accuracy (test split), adv_add_accuracy, adv_replace_accuracy,
+Keys, all in percent like the paper: accuracy (test split), validation_accuracy (the split to tune
+on, e.g. ``dvc exp run -S student.beta=0.3``; never report it as a result), adv_add_accuracy, adv_replace_accuracy,
 adv_accuracy (both attacked sets together; the true label is unchanged by the attacks), and
 ERASER comprehensiveness / sufficiency (AOPC) with the rationale = the top words by the
 student's own Integrated Gradients toward its predicted label.
@@ -14,7 +15,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from pipeline.artifacts import ADVERSARIAL, ADVERSARIAL_SCHEMA, DATASET_SCHEMA, DATASETS, METRICS, MODELS
+from pipeline.artifacts import ADVERSARIAL, ADVERSARIAL_SCHEMA, DATASET_SCHEMA, DATASETS, METRICS, student_dir
 from pipeline.eraser import faithfulness
 from pipeline.io import atomic_write, read_parquet
 from pipeline.models import load_trained_student, resolve_device
@@ -33,12 +34,13 @@ def self_rationale(model, tokenizer, sentences: list[list[str]], *, params: Eval
     return probabilities, rationale
 
 
-def evaluate_student(model, tokenizer, *, test: pl.DataFrame, attacked: dict[str, pl.DataFrame],
+def evaluate_student(model, tokenizer, *, test: pl.DataFrame, validation: pl.DataFrame, attacked: dict[str, pl.DataFrame],
                      params: EvaluationParams, max_length: int, device: str) -> dict[str, float]:
-    """Accuracy, adversarial accuracy and faithfulness of a trained student.
+    """Accuracy, adversarial accuracy and faithfulness of a trained student, and its validation accuracy (for tuning).
 
     Args:
         test: id, text, label of the test split.
+        validation: the same columns of the validation split.
         attacked: {"add": frame, "replace": frame} with text and (true) label.
 
     Returns:
@@ -58,6 +60,7 @@ def evaluate_student(model, tokenizer, *, test: pl.DataFrame, attacked: dict[str
     add, replace = (correct(attacked[name], predict(attacked[name]["text"].to_list())) for name in ("add", "replace"))
     return {
         "accuracy": 100.0 * float(correct(test, probabilities).mean()),
+        "validation_accuracy": 100.0 * float(correct(validation, predict(validation["text"].to_list())).mean()),
         "adv_add_accuracy": 100.0 * float(add.mean()),
         "adv_replace_accuracy": 100.0 * float(replace.mean()),
         "adv_accuracy": 100.0 * float(np.concatenate([add, replace]).mean()),
@@ -69,12 +72,12 @@ def main(dataset: str, setting: str, method: str, seed: int) -> None:
     """Evaluate models/<dataset>/<setting>/<method>-seed<seed> and write its metrics JSON."""
     params = load_params()
     device = resolve_device(params.device)
-    folder = MODELS / dataset / setting / f"{method}-seed{seed}"
-    model, tokenizer = load_trained_student(folder, device=device)
+    model, tokenizer = load_trained_student(student_dir(dataset, setting, method, seed), device=device)
     attacked = {name: read_parquet(ADVERSARIAL / dataset / setting / f"{name}.parquet", schema=ADVERSARIAL_SCHEMA)
                 for name in ("add", "replace")}
-    metrics = evaluate_student(model, tokenizer, test=read_parquet(DATASETS / dataset / "test.parquet", schema=DATASET_SCHEMA),
-                               attacked=attacked, params=params.evaluation, max_length=params.student.max_length, device=device)
+    test, validation = (read_parquet(DATASETS / dataset / f"{split}.parquet", schema=DATASET_SCHEMA) for split in ("test", "validation"))
+    metrics = evaluate_student(model, tokenizer, test=test, validation=validation, attacked=attacked,
+                               params=params.evaluation, max_length=params.student.max_length, device=device)
     with atomic_write(METRICS / dataset / setting / f"{method}-seed{seed}.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"{dataset}/{setting}/{method}-seed{seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))

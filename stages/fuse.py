@@ -1,4 +1,4 @@
-"""Stage 4: the seven prior combinations: data/fused/<dataset>/<setting>/<combination>.parquet."""
+"""Stage 4: the prior combinations (the seven of the CAP family, and each control alone): data/fused/<dataset>/<setting>/<combination>.parquet."""
 
 from __future__ import annotations
 
@@ -12,33 +12,35 @@ from pipeline.priors.fusion import COMBINATIONS, SOURCES, fuse
 
 
 def fuse_priors(priors: dict[str, pl.DataFrame], *, how: str, normalisation: str) -> dict[str, pl.DataFrame]:
-    """Normalise each source per sentence and combine word-wise, for every combination.
+    """Normalise each source per sentence and combine word-wise, for every combination of the given sources.
 
     Args:
-        priors: source ("ig", "lime", "cap") -> priors-contract frame over the same sentences.
+        priors: source (a subset of ``SOURCES``) -> priors-contract frame over the same sentences.
 
     Returns:
-        combination name -> priors-contract frame (single sources come out normalised).
+        combination name -> priors-contract frame, for each combination whose sources are all
+        given (single sources come out normalised).
     """
-    reference = priors[SOURCES[0]]
+    reference = next(iter(priors.values()))
     for source, frame in priors.items():
         if frame["id"].to_list() != reference["id"].to_list():
-            raise ArtifactError(f"{source} priors cover other sentences than {SOURCES[0]} priors; rerun the prior stages")
+            raise ArtifactError(f"{source} priors cover other sentences than {next(iter(priors))} priors; rerun the prior stages")
     vectors = {source: [s.to_numpy() for s in frame["scores"]] for source, frame in priors.items()}
     return {
         name: priors_frame(reference["id"], reference["words"].to_list(),
                            fuse([vectors[s] for s in sources], how=how, normalisation=normalisation))
-        for name, sources in COMBINATIONS.items()
+        for name, sources in COMBINATIONS.items() if set(sources) <= priors.keys()
     }
 
 
 def main(dataset: str, setting: str) -> None:
-    """Write the seven combinations of the setting's CAP, LIME and IG priors."""
+    """Write every combination of the setting's prior sources."""
     params = load_params()
     priors = {s: read_parquet(PRIORS / dataset / setting / f"{s}.parquet", schema=PRIORS_SCHEMA) for s in SOURCES}
-    for name, frame in fuse_priors(priors, how=params.priors.fusion, normalisation=params.priors.normalisation).items():
+    fused = fuse_priors(priors, how=params.priors.fusion, normalisation=params.priors.normalisation)
+    for name, frame in fused.items():
         write_parquet(frame, FUSED / dataset / setting / f"{name}.parquet")
-    print(f"{dataset}/{setting}: {len(COMBINATIONS)} combinations of {len(priors['cap'])} sentences")
+    print(f"{dataset}/{setting}: {len(fused)} combinations of {len(priors['cap'])} sentences")
 
 
 if __name__ == "__main__":

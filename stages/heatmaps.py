@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipeline.artifacts import DATASET_SCHEMA, DATASETS, MODELS, REPORTS, SCORE_CACHE, label_names, priors_frame
+from pipeline.artifacts import DATASET_SCHEMA, DATASETS, REPORTS, SCORE_CACHE, label_names, priors_frame, student_dir
 from pipeline.heatmaps import render_heatmaps
 from pipeline.io import read_parquet
 from pipeline.models import load_trained_student, resolve_device
 from pipeline.params import Params, load_params
 from pipeline.priors.fusion import DISPLAY_NAMES
+from pipeline.priors.ig import checkpoint_ig
 from pipeline.scoring import scorer_from_params
 from pipeline.scoring.cache import ScoreCache
 from stages.evaluate import self_rationale
 from stages.fuse import fuse_priors
-from stages.ig_prior import teacher_ig
 from stages.priors import cap_lime_priors
 from stages.score import perturbations, score_perturbations
 
@@ -41,10 +41,11 @@ def heatmap_rows(params: Params, dataset: str, setting: str) -> list[dict]:
                                  templates={"cap": params.scoring.cap_template, "lime": params.scoring.lime_template},
                                  scorer=scorer, cache=ScoreCache(SCORE_CACHE))
     priors = cap_lime_priors(shown, scores, params=params.priors)
-    priors["ig"] = priors_frame(shown["id"].to_list(), words, teacher_ig(params, dataset, setting, shown))
+    teacher = student_dir(dataset, setting, "baseline", params.priors.ig.teacher_seed)
+    priors["ig"] = priors_frame(shown["id"].to_list(), words, checkpoint_ig(teacher, shown, params=params))
     fused = fuse_priors(priors, how=params.priors.fusion, normalisation=params.priors.normalisation)
 
-    student, tokenizer = load_trained_student(MODELS / dataset / setting / f"{STUDENT}-seed{params.student.seeds[0]}", device=device)
+    student, tokenizer = load_trained_student(student_dir(dataset, setting, STUDENT, params.student.seeds[0]), device=device)
     probabilities, own = self_rationale(student, tokenizer, words, params=params.evaluation,
                                         max_length=params.student.max_length, device=device)
     predicted = probabilities.argmax(axis=1)

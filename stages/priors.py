@@ -10,7 +10,7 @@ from pipeline.errors import ArtifactError
 from pipeline.io import read_parquet, write_parquet
 from pipeline.params import PriorsParams, load_params
 from pipeline.priors.cap import cap_prior, cap_targets
-from pipeline.priors.lime import lime_prior
+from pipeline.priors.lime import lime_prior, lime_targets
 
 
 def _by_sentence(scores: pl.DataFrame, ids: list[str], source: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -27,7 +27,8 @@ def _by_sentence(scores: pl.DataFrame, ids: list[str], source: str) -> tuple[lis
 def cap_lime_priors(sentences: pl.DataFrame, scores: pl.DataFrame, *, params: PriorsParams) -> dict[str, pl.DataFrame]:
     """Fit the CAP ridge (Cholesky, batched) and LIME's regression for every sentence.
 
-    Both regress z = -1 / log p (see pipeline.priors.lime for why LIME does not use raw p).
+    CAP regresses z = -1 / log p; LIME regresses ``priors.lime.target`` (p by default; see
+    pipeline.priors.lime).
 
     Args:
         sentences: id, text, label of the setting's train set.
@@ -41,7 +42,8 @@ def cap_lime_priors(sentences: pl.DataFrame, scores: pl.DataFrame, *, params: Pr
     cap_masks, cap_logprobs = _by_sentence(scores, ids, "cap")
     lime_masks, lime_logprobs = _by_sentence(scores, ids, "lime")
     cap = cap_prior(cap_masks, [cap_targets(lp) for lp in cap_logprobs], ridge_lambda=params.cap.ridge_lambda)
-    lime = lime_prior(lime_masks, [cap_targets(lp) for lp in lime_logprobs], kernel_width=params.lime.kernel_width, random_state=params.seed)
+    lime = lime_prior(lime_masks, [lime_targets(lp, target=params.lime.target) for lp in lime_logprobs],
+                      kernel_width=params.lime.kernel_width, random_state=params.seed)
     return {"cap": priors_frame(ids, words, cap), "lime": priors_frame(ids, words, lime)}
 
 

@@ -6,10 +6,12 @@ combination (cross-entropy + beta * MSE between the student's own word-level IG 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 
-from pipeline.artifacts import DATASET_SCHEMA, FEWSHOT, FUSED, MODELS, PRIORS_SCHEMA, label_names
+from pipeline.artifacts import DATASET_SCHEMA, FEWSHOT, FUSED, PRIORS_SCHEMA, label_names, student_dir
 from pipeline.errors import ArtifactError
 from pipeline.io import atomic_dir, read_parquet, write_parquet
 from pipeline.methods import get_method
@@ -31,40 +33,54 @@ def training_examples(sentences: pl.DataFrame, labels: list[str], prior: pl.Data
     return examples
 
 
-def train(params: Params, dataset: str, setting: str, method: str, seed: int):
-    """Fine-tune a fresh student with ``method``.
+def fit_student(params: Params, *, sentences: pl.DataFrame, labels: list[str], method: str, seed: int,
+                prior: pl.DataFrame | None = None, epochs: int | None = None, batch_size: int | None = None):
+    """Fine-tune a fresh student on ``sentences`` with ``method`` (a prior frame for guided methods).
+
+    ``epochs`` and ``batch_size`` default to ``student.*``; everything else comes from ``student.*``.
 
     Returns:
         (model, tokenizer, training log frame)
     """
-    labels = label_names(dataset)
-    sentences = read_parquet(FEWSHOT / dataset / f"{setting}.parquet", schema=DATASET_SCHEMA)
-    prior = None if method == "baseline" else read_parquet(FUSED / dataset / setting / f"{method}.parquet", schema=PRIORS_SCHEMA)
     device = resolve_device(params.device)
     model, tokenizer = load_student(params.student.model, num_labels=len(labels), seed=seed, device=device)
     model.config.id2label = dict(enumerate(labels))
     model.config.label2id = {label: i for i, label in enumerate(labels)}
     student = params.student
     settings = {} if method == "baseline" else {"beta": student.beta, "steps": student.ig_steps, "normalisation": params.priors.normalisation}
-    objective = get_method(method, **settings)
     model, log = train_student(
-        model=model, tokenizer=tokenizer, train=training_examples(sentences, labels, prior), method=objective,
-        epochs=student.epochs, lr=student.lr, batch_size=student.batch_size, warmup_fraction=student.warmup_fraction,
-        max_length=student.max_length, seed=seed, device=device,
+        model=model, tokenizer=tokenizer, train=training_examples(sentences, labels, prior), method=get_method(method, **settings),
+        epochs=epochs or student.epochs, lr=student.lr, batch_size=batch_size or student.batch_size, warmup_fraction=student.warmup_fraction,
+        max_length=student.max_length, max_grad_norm=student.max_grad_norm, clip=student.clip, seed=seed, device=device,
     )
     return model, tokenizer, log
 
 
-def main(dataset: str, setting: str, method: str, seed: int) -> None:
-    """Write models/<dataset>/<setting>/<method>-seed<seed>/ atomically (a temporary folder, then rename)."""
-    model, tokenizer, log = train(load_params(), dataset, setting, method, seed)
-    target = MODELS / dataset / setting / f"{method}-seed{seed}"
-    with atomic_dir(target) as tmp:
+def train(params: Params, dataset: str, setting: str, method: str, seed: int):
+    """Fine-tune a fresh student with ``method`` on the setting's k-shot sentences.
+
+    Returns:
+        (model, tokenizer, training log frame)
+    """
+    sentences = read_parquet(FEWSHOT / dataset / f"{setting}.parquet", schema=DATASET_SCHEMA)
+    prior = None if method == "baseline" else read_parquet(FUSED / dataset / setting / f"{method}.parquet", schema=PRIORS_SCHEMA)
+    return fit_student(params, sentences=sentences, labels=label_names(dataset), method=method, seed=seed, prior=prior)
+
+
+def save_student(folder: Path, model, tokenizer, log: pl.DataFrame) -> None:
+    """Write the checkpoint, tokenizer and train_log.parquet into ``folder`` atomically (a temporary folder, then rename)."""
+    with atomic_dir(folder) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_parquet(log, tmp / "train_log.parquet")
     last = log.tail(1).to_dicts()[0]
-    print(f"{target}: {len(log)} steps, last ce {last['ce']:.4f}, align {last['align']:.4f}")
+    print(f"{folder}: {len(log)} steps, last ce {last['ce']:.4f}, align {last['align']:.4f}")
+
+
+def main(dataset: str, setting: str, method: str, seed: int) -> None:
+    """Write models/<dataset>/<setting>/<method>-seed<seed>/."""
+    model, tokenizer, log = train(load_params(), dataset, setting, method, seed)
+    save_student(student_dir(dataset, setting, method, seed), model, tokenizer, log)
 
 
 if __name__ == "__main__":

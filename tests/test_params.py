@@ -55,19 +55,32 @@ def test_experiment_setting_must_be_produced():
     raw["experiment"]["settings"] = ["k7-seed0"]
     with pytest.raises(ConfigError) as info:
         parse_params(raw)
-    assert str(info.value) == "params.yaml: experiment.settings: 'k7-seed0' is not produced by fewshot (has ['k5-seed0', 'k5-seed1'])"
+    produced = [f"k5-seed{s}" for s in range(5)]
+    assert str(info.value) == f"params.yaml: experiment.settings: 'k7-seed0' is not produced by fewshot (has {produced})"
 
 
 def test_unknown_prior_combination():
     raw = _default()
     raw["student"]["priors"] = ["cap", "shap"]
-    with pytest.raises(ConfigError, match="student.priors: 'shap' is not a prior combination"):
+    with pytest.raises(ConfigError, match="student.priors: 'shap' is not a prior combination or control"):
+        parse_params(raw)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda raw: raw["student"].update(extra_priors=["oracel"]), "student.extra_priors: 'oracel' is not a prior combination or control"),
+    (lambda raw: raw["student"].update(extra_priors=["oracle"]), "student.extra_priors: 'oracle' is in student.priors already"),
+    (lambda raw: raw["experiment"].update(extra_settings=["k5-seed9"]), "experiment.extra_settings: 'k5-seed9' is not in experiment.settings"),
+])
+def test_extra_rows_are_checked(edit, message):
+    raw = _default()
+    edit(raw)
+    with pytest.raises(ConfigError, match=message):
         parse_params(raw)
 
 
 def test_setting_names():
     params = parse_params(_default())
-    assert setting_names(params.fewshot) == ["k5-seed0", "k5-seed1"]
+    assert setting_names(params.fewshot) == [f"k5-seed{s}" for s in range(5)]
 
 
 def test_adversarial_generator_and_its_prompts_are_checked():

@@ -13,9 +13,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from pipeline.report import METRIC_KEYS
 from tests.conftest import edit_params, make_project
 
-METRIC_KEYS = {"accuracy", "adv_add_accuracy", "adv_replace_accuracy", "adv_accuracy", "comprehensiveness", "sufficiency"}
 SETTING = "banking77_tiny/k2-seed0"
 
 
@@ -39,19 +39,24 @@ def project(tmp_path_factory, shared_data) -> Path:
 
 @pytest.mark.slow
 def test_every_stage_runs_and_metrics_are_finite(project):
-    for method in ("baseline", "cap", "cap+ig+lime"):
+    for method in ("baseline", "cap", "cap+ig+lime", "oracle", "random"):
         metrics = json.loads((project / "metrics" / SETTING / f"{method}-seed0.json").read_text())
-        assert set(metrics) == METRIC_KEYS
+        assert set(metrics) == set(METRIC_KEYS)
         assert all(math.isfinite(v) for v in metrics.values()), metrics
         assert 0 <= metrics["accuracy"] <= 100
-    for source in ("cap", "lime", "ig"):
+    for source in ("cap", "lime", "ig", "oracle", "random"):
         priors = pl.read_parquet(project / "data/priors" / SETTING / f"{source}.parquet")
         assert len(priors) == 6  # 3 labels x 2 shots
         assert all(len(w) == len(s) for w, s in zip(priors["words"], priors["scores"]))
     log = pl.read_parquet(project / "models" / SETTING / "cap-seed0" / "train_log.parquet")
     assert log["align"].is_finite().all()
+    assert (log["grad_norm_rest"] > 0).all()
+    diagnostics = json.loads((project / "metrics" / SETTING / "teacher" / "diagnostics.json").read_text())
+    assert diagnostics["chance"] == pytest.approx(100 / 3) and 0 <= diagnostics["zero_shot_accuracy"] <= 100
+    assert set(diagnostics["spearman"]) == {"cap~lime", "cap~ig", "cap~oracle", "lime~ig", "lime~oracle", "ig~oracle"}
     report = (project / "reports" / "results.md").read_text()
-    assert "CAP Hybrid" in report and "Baseline" in report
+    assert "CAP Hybrid" in report and "Baseline" in report and "Oracle IG (control)" in report
+    assert "## Teacher diagnostics" in report and "MDE Acc" in report
     first = stats(project)
     assert first["llm_queries"] + first["cache_hits"] == first["queries"] > 0
     # the tiny profile's adversarial sets come from the LLM generator, its prompts recorded beside them
@@ -75,7 +80,7 @@ def test_beta_change_reruns_training_only_with_zero_llm_queries(project):
     edit_params(project, lambda p: p["student"].update(beta=0.5))
     output = dvc(project, "repro")
     assert "Running stage 'guided@" in output and "Running stage 'report'" in output
-    for untouched in ("score@", "priors@", "baseline@", "ig_prior@", "fuse@", "adversarial@"):
+    for untouched in ("score@", "priors@", "baseline@", "ig_prior@", "oracle_teacher@", "controls@", "diagnostics@", "fuse@", "adversarial@"):
         assert f"Running stage '{untouched}" not in output
     assert stats(project) == before  # the score stage did not run: no LLM query
 

@@ -3,6 +3,7 @@ import re
 import statistics
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -10,9 +11,12 @@ from pipeline.errors import ArtifactError
 from pipeline.report import (
     METRIC_KEYS,
     collect,
+    collect_diagnostics,
+    detectable_difference,
     paired_tests,
     paper_comparison,
     results_table,
+    teacher_diagnostics,
     write_report,
 )
 
@@ -24,6 +28,7 @@ def _metrics(data_seed: int, train_seed: int, method: str) -> dict[str, float]:
     base = 60.0 + 1.73 * data_seed + 0.417 * train_seed**2 + METHOD_OFFSET[method]
     return {
         "accuracy": base,
+        "validation_accuracy": base + 1.0,
         "adv_add_accuracy": base - 8.0,
         "adv_replace_accuracy": base - 12.0,
         "adv_accuracy": base - 10.0 + 0.31 * data_seed,
@@ -125,9 +130,31 @@ def test_paired_tests_against_the_baseline(metrics_dir: Path):
     # and six positive differences give the exact two-sided Wilcoxon p = 2 / 2**6 = 0.03125
     assert cells[2] == "+2.00 [+2.00, +2.00]* p=0.031"
     assert cells[5] == "-2.00 [-2.00, -2.00]* p=0.031"  # sufficiency: 30 - d - 2
-    assert _row(text, "### Setting `k5`, HWU64", "IG")[1:] == ["1"] + ["n/a (1 replicate)"] * 4
+    assert cells[6] == "0.00"  # identical differences: any true difference would be detected
+    assert _row(text, "### Setting `k5`, HWU64", "IG")[1:] == ["1"] + ["n/a (1 replicate)"] * 5
     assert _row(text, "### Setting `full`, Banking77", "CAP Hybrid")[2] == "n/a (1 replicate)"
     assert paired_tests(frame) == text  # seeded
+
+
+def test_detectable_difference_matches_the_paired_t_test_power():
+    # sd 1, n = 5: (t_0.975,4 + t_0.8,4) / sqrt(5) = (2.776 + 0.941) / 2.236
+    differences = np.array([-1.0, -0.5, 0.0, 0.5, 1.0]) / np.std([-1.0, -0.5, 0.0, 0.5, 1.0], ddof=1)
+    assert detectable_difference(differences) == pytest.approx(1.6625, abs=1e-3)
+    assert detectable_difference(np.tile(differences, 4)) < detectable_difference(differences) / 2  # ~1/sqrt(n)
+    with pytest.raises(ValueError, match="at least 2 pairs"):
+        detectable_difference(np.array([1.0]))
+
+
+def test_teacher_diagnostics_are_reported(tmp_path: Path):
+    folder = tmp_path / "metrics" / "banking77" / "k5-seed0" / "teacher"
+    folder.mkdir(parents=True)
+    (folder / "diagnostics.json").write_text(json.dumps(
+        {"zero_shot_accuracy": 41.5, "chance": 20.0, "sentences": 200, "spearman": {"cap~lime": 0.25, "cap~ig": -0.125}}))
+    text = teacher_diagnostics(collect_diagnostics(tmp_path / "metrics"))
+    assert _row(text, "## Teacher diagnostics", "Banking77") == ["Banking77", "k5-seed0", "41.50", "20.00", "0.250", "-0.125"]
+    (folder / "diagnostics.json").write_text("{}")
+    with pytest.raises(ArtifactError, match="diagnostics.json: not a teacher diagnostics file"):
+        collect_diagnostics(tmp_path / "metrics")
 
 
 def test_paired_bootstrap_interval_brackets_the_mean_difference(tmp_path: Path):

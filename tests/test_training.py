@@ -8,7 +8,7 @@ import torch
 from pipeline.errors import DataError
 from pipeline.methods import get_method
 from pipeline.models import load_student
-from pipeline.training import predict_proba, train_student
+from pipeline.training import _step_gradients, predict_proba, train_student
 
 N_LABELS = 4
 
@@ -78,7 +78,8 @@ def test_training_is_deterministic_for_a_seed(student, examples):
 def test_baseline_logs_cross_entropy_only_and_a_linear_schedule(student, examples):
     train = [(words, label, None) for words, label in examples]
     _, log = _train(student, train, get_method("baseline"), epochs=3, lr=1e-3)
-    assert log.columns == ["step", "epoch", "lr", "loss", "ce", "align"]
+    assert log.columns == ["step", "epoch", "lr", "loss", "ce", "align", "grad_norm_ce", "grad_norm_rest"]
+    assert (log["grad_norm_ce"] > 0).all() and (log["grad_norm_rest"] == 0).all()
     assert log["step"].to_list() == list(range(1, 7)) and log["epoch"].to_list() == [0, 0, 1, 1, 2, 2]
     assert log["align"].is_nan().all()  # the baseline has no alignment term
     assert log["loss"].equals(log["ce"])
@@ -113,3 +114,23 @@ def test_predict_proba_matches_the_model_and_ignores_batching(student, examples)
         encoded = tokenizer(" ".join(sentences[0]), return_tensors="pt")
         expected = model(**encoded).logits.softmax(-1)[0].numpy()
     np.testing.assert_allclose(probabilities[0], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("clip", ["per_term", "total", "none"])
+def test_step_gradients_split_and_clip_the_cross_entropy_and_the_rest(clip):
+    # loss = ce + rest on a linear layer: d ce / dw = 3 * a, d rest / dw = 4 * b with a, b unit and orthogonal
+    layer = torch.nn.Linear(2, 1, bias=False)
+    layer.weight.data.zero_()
+    w = layer.weight
+    ce = 3.0 * w[0, 0] + 0.0 * w.sum()
+    rest = 4.0 * w[0, 1]
+    norms = _step_gradients(layer, ce=ce, loss=ce + rest, clip=clip, max_norm=1.0)
+    assert norms == pytest.approx((3.0, 4.0))
+    expected = {"per_term": [1.0, 1.0], "total": [3.0 / 5, 4.0 / 5], "none": [3.0, 4.0]}[clip]
+    np.testing.assert_allclose(w.grad[0].numpy(), expected, rtol=1e-5)
+
+
+def test_guided_training_logs_both_gradient_norms(student, examples):
+    _, log = _train(student, _with_prior(examples), get_method("cap", steps=2, beta=5.0), epochs=1)
+    assert (log["grad_norm_ce"] > 0).all() and (log["grad_norm_rest"] > 0).all()
+    assert log.select(pl.col("grad_norm_ce", "grad_norm_rest").is_finite().all()).row(0) == (True, True)

@@ -29,12 +29,17 @@ def cap_targets(logprobs: np.ndarray, *, max_logprob: float = -1e-6) -> np.ndarr
     """
     if not max_logprob < 0:
         raise ValueError(f"cap_targets: max_logprob must be < 0, got {max_logprob}")
+    return -1.0 / np.minimum(checked_logprobs(logprobs), max_logprob)
+
+
+def checked_logprobs(logprobs: np.ndarray) -> np.ndarray:
+    """``logprobs`` as float64, after checking that every value is <= 0 and not NaN (ValueError naming the index)."""
     logprobs = np.asarray(logprobs, dtype=np.float64)
     bad = np.isnan(logprobs) | (logprobs > 0)
     if bad.any():
         index = np.argwhere(bad)[0].tolist()
-        raise ValueError(f"cap_targets: log-probability at index {index} is {logprobs[tuple(index)]}, must be <= 0")
-    return -1.0 / np.minimum(logprobs, max_logprob)
+        raise ValueError(f"log-probability at index {index} is {logprobs[tuple(index)]}, must be <= 0")
+    return logprobs
 
 
 def cap_prior(

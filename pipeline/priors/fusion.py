@@ -1,5 +1,9 @@
 """Hybrid priors: normalise each source per sentence, then combine word-wise.
 
+The CAP family fuses the three real sources (IG, LIME, CAP); the controls (``oracle``, ``random``;
+``pipeline.priors.controls``) are prior sources too but are never fused: each is its own single
+combination, trained and reported like the others and marked as a control.
+
 ``normalise`` is also the training loop's normaliser for the student's own attribution, so it works
 on torch (B, W) padded batches with a word mask and is differentiable.
 """
@@ -11,7 +15,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-SOURCES = ("ig", "lime", "cap")
+SOURCES = ("ig", "lime", "cap", "oracle", "random")
+CONTROLS = ("oracle", "random")
 COMBINATIONS: dict[str, tuple[str, ...]] = {
     "ig": ("ig",),
     "lime": ("lime",),
@@ -20,6 +25,8 @@ COMBINATIONS: dict[str, tuple[str, ...]] = {
     "cap+ig": ("cap", "ig"),
     "cap+lime": ("cap", "lime"),
     "cap+ig+lime": ("cap", "ig", "lime"),
+    "oracle": ("oracle",),
+    "random": ("random",),
 }
 DISPLAY_NAMES = {
     "ig": "IG",
@@ -29,6 +36,8 @@ DISPLAY_NAMES = {
     "cap+ig": "CAP+IG",
     "cap+lime": "CAP+LIME",
     "cap+ig+lime": "CAP Hybrid",
+    "oracle": "Oracle IG (control)",
+    "random": "Random (control)",
 }
 
 Normalisation = Literal["l2", "minmax"]

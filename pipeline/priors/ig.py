@@ -7,14 +7,21 @@ embeddings, pad baseline with special tokens kept, Riemann midpoint rule), compu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import polars as pl
 import torch
 from captum.attr import LayerIntegratedGradients
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pipeline.attribution import encode_words, pad_baseline, tokens_to_words
+from pipeline.models import load_trained_student, resolve_device
+
+if TYPE_CHECKING:
+    from pipeline.params import Params
 
 
 def ig_prior(
@@ -71,3 +78,21 @@ def ig_prior(
         priors.extend(words[i, : len(w)].copy() for i, w in enumerate(chunk))
     model.train(was_training)
     return priors
+
+
+def checkpoint_ig(folder: Path, sentences: pl.DataFrame, *, params: Params) -> list[np.ndarray]:
+    """:func:`ig_prior` of each sentence's true label under a trained student checkpoint.
+
+    Args:
+        folder: a checkpoint written by the train stage (its config maps label names to ids).
+        sentences: text and label columns.
+        params: ``priors.ig`` (steps, internal batch size), ``student.max_length`` and ``device``.
+
+    Returns:
+        Per sentence, float64 scores of shape (n_words,).
+    """
+    model, tokenizer = load_trained_student(folder, device=resolve_device(params.device))
+    return ig_prior(model, tokenizer, sentences=[text.split() for text in sentences["text"]],
+                    labels=torch.tensor([model.config.label2id[label] for label in sentences["label"]]),
+                    steps=params.priors.ig.steps, internal_batch_size=params.priors.ig.internal_batch_size,
+                    batch_size=16, max_length=params.student.max_length)

@@ -2,17 +2,45 @@
 
 The neighbourhood is built outside (``pipeline.perturb.lime_masks`` draws it as
 ``LimeTextExplainer(bow=False)`` does, and the LLM scores each masked sentence); this module runs
-lime's regression on it. The regression target is the caller's: capflow passes z = -1 / log p,
-the same transform as CAP's. Raw probabilities of multi-token labels are so small (1e-6 .. 1e-12
-under SmolLM2) that lime's Ridge(alpha=1) shrinks every weight to ~1e-9; with the shared transform
-the two priors differ only in prompt and regression, which is the comparison the paper makes.
+lime's regression on it. The regression target (``lime_targets``, ``priors.lime.target``) is the
+paper's LLM probability p by default, or CAP's transform z = -1 / log p.
+
+Why the choice matters, and why it is not about scale: the ridge weights are linear in the target
+(w = (X'WX + alpha I)^-1 X'W y for fixed masks and kernel weights), so the tiny probabilities of
+multi-token labels (1e-6 .. 1e-12 under SmolLM2) only shrink every weight by the same factor, and
+the per-sentence L2 normalisation before fusion and in the loss removes that factor. What changes is
+which masks dominate the fit: p is exponential in the log-probability, so the few perturbations where
+the label is most likely carry nearly all of the target's variance; z compresses that range.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from lime.lime_text import LimeTextExplainer
 from sklearn.metrics import pairwise_distances
+
+from pipeline.priors.cap import cap_targets, checked_logprobs
+
+LimeTarget = Literal["probability", "inverse_logprob"]
+
+
+def lime_targets(logprobs: np.ndarray, *, target: LimeTarget) -> np.ndarray:
+    """The regression target from log p: ``"probability"`` gives p, ``"inverse_logprob"`` gives -1 / log p (``cap_targets``).
+
+    Args:
+        logprobs: log p, every value <= 0.
+        target: which transform.
+
+    Returns:
+        float64 array, the shape of ``logprobs``.
+    """
+    if target == "probability":
+        return np.exp(checked_logprobs(logprobs))
+    if target == "inverse_logprob":
+        return cap_targets(logprobs)
+    raise ValueError(f"lime_targets: unknown target {target!r} (expected 'probability' or 'inverse_logprob')")
 
 
 def lime_prior(

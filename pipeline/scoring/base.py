@@ -6,9 +6,13 @@ log-probabilities. It also generates greedy continuations of whole prompts, whic
 adversarial generator uses.
 
 Tokenisation convention (identical in every backend and in the naive reference): prefix, suffix
-and target are tokenised separately, without special tokens, and their ids are concatenated. So a
-backend never re-tokenises the joined text (where a token could straddle a boundary), and the
-target tokens are exactly ``tokenize(target)``.
+and target are tokenised separately, without special tokens, and their ids are concatenated, so
+the target tokens are exactly ``tokenize(target)`` and the prefix's ids can be computed once. The
+split must not change the text the model sees: trailing whitespace of the prefix ("Message: ")
+is moved to the front of every suffix (a lone space token before the sentence would be a text
+no tokenizer produces), and ``encode`` checks ``ids(prefix) + ids(suffix) + ids(target) ==
+ids(prefix + suffix + target)`` for every query, raising where a tokenizer merges across a
+boundary instead of scoring a different text.
 """
 
 from __future__ import annotations
@@ -107,35 +111,60 @@ class Scorer(ABC):
         return encoded
 
     def encode(self, *, prefix: str, queries: Sequence[Query]) -> tuple[list[int], list[EncodedQuery]]:
-        """Tokenise under the shared convention and validate every query up front.
+        """:func:`encode_queries` with this scorer's tokenizer and context length."""
+        return encode_queries(self.tokenizer, prefix=prefix, queries=queries, max_length=self.max_length)
 
-        Long inputs raise instead of being truncated: a truncated sentence would silently give
-        its cut-off words no influence on any score, i.e. zero attribution. Shorten or drop such
-        texts in the dataset instead.
 
-        Returns:
-            ``(prefix_ids, [(suffix_ids, target_ids), ...])``.
+def encode_queries(
+    tokenizer: PreTrainedTokenizerBase, *, prefix: str, queries: Sequence[Query], max_length: int
+) -> tuple[list[int], list[EncodedQuery]]:
+    """Tokenise under the shared convention (module docstring) and validate every query up front.
 
-        Raises:
-            ScoringError: the prefix or a target tokenises to nothing, or prefix + suffix + target
-                exceeds ``max_length`` (the message names the query index and the token counts).
-        """
-        prefix_ids = _token_ids(self.tokenizer, [prefix])[0]
-        if not prefix_ids:
-            raise ScoringError("the prompt prefix is empty: the first target token would have no context")
-        suffixes = _token_ids(self.tokenizer, [s for s, _ in queries])
-        targets = _token_ids(self.tokenizer, [t for _, t in queries])
-        for i, (suffix_ids, target_ids) in enumerate(zip(suffixes, targets)):
-            if not target_ids:
-                raise ScoringError(f"query {i}: target {queries[i][1]!r} tokenises to nothing")
-            n = len(prefix_ids) + len(suffix_ids) + len(target_ids)
-            if n > self.max_length:
-                raise ScoringError(
-                    f"query {i}: {n} tokens (prefix {len(prefix_ids)} + suffix {len(suffix_ids)} + target "
-                    f"{len(target_ids)}) exceed the model's context of {self.max_length}; shorten or drop the text "
-                    f"starting {queries[i][0][:60]!r}"
-                )
-        return prefix_ids, list(zip(suffixes, targets))
+    Long inputs raise instead of being truncated: a truncated sentence would silently give
+    its cut-off words no influence on any score, i.e. zero attribution. Shorten or drop such
+    texts in the dataset instead.
+
+    Args:
+        tokenizer: the scoring model's tokenizer.
+        prefix: the text every query shares.
+        queries: ``(suffix, target)`` pairs.
+        max_length: the model's context in tokens.
+
+    Returns:
+        ``(prefix_ids, [(suffix_ids, target_ids), ...])``: the prefix without its trailing
+        whitespace, which leads every suffix instead (see the module docstring).
+
+    Raises:
+        ScoringError: the prefix or a target tokenises to nothing, the separate ids of a query
+            differ from the ids of its joined text, or prefix + suffix + target exceeds
+            ``max_length`` (the message names the query index and the token counts).
+    """
+    kept = prefix.rstrip()
+    moved = prefix[len(kept):]
+    prefix_ids = _token_ids(tokenizer, [kept])[0]
+    if not prefix_ids:
+        raise ScoringError("the prompt prefix is empty: the first target token would have no context")
+    suffixes = _token_ids(tokenizer, [moved + s for s, _ in queries])
+    targets = _token_ids(tokenizer, [t for _, t in queries])
+    joined = _token_ids(tokenizer, [prefix + s + t for s, t in queries])
+    for i, (suffix_ids, target_ids) in enumerate(zip(suffixes, targets)):
+        if not target_ids:
+            raise ScoringError(f"query {i}: target {queries[i][1]!r} tokenises to nothing")
+        if prefix_ids + suffix_ids + target_ids != joined[i]:
+            raise ScoringError(
+                f"query {i}: the tokenizer merges tokens across the prompt's prefix/sentence/target boundaries, "
+                f"so scoring the parts separately would score a different text (sentence {queries[i][0][:60]!r}, "
+                f"target {queries[i][1]!r}); end the template's text before {{sentence}} and the answer prefix "
+                f"so that no token spans them"
+            )
+        n = len(prefix_ids) + len(suffix_ids) + len(target_ids)
+        if n > max_length:
+            raise ScoringError(
+                f"query {i}: {n} tokens (prefix {len(prefix_ids)} + suffix {len(suffix_ids)} + target "
+                f"{len(target_ids)}) exceed the model's context of {max_length}; shorten or drop the text "
+                f"starting {queries[i][0][:60]!r}"
+            )
+    return prefix_ids, list(zip(suffixes, targets))
 
 
 def _token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:

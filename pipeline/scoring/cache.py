@@ -1,8 +1,10 @@
 """Content-addressed LLM caches: each score or generation is computed once, whatever run or stage asks for it.
 
-A score's key is the sha256 of (scorer identity, prefix, suffix, target): the full prompt text, the
-target, and the model + backend + dtype that scored it. Prefix and suffix enter separately because
-they are tokenised separately (``pipeline.scoring.base``), so the split is part of what was scored.
+A score's key is the sha256 of (tokenisation convention, scorer identity, prefix, suffix, target): the
+full prompt text, the target, and the model + backend + dtype that scored it. Prefix and suffix enter
+separately because they are tokenised separately (``pipeline.scoring.base``), so the split is part of
+what was scored; ``TOKENISATION`` names the convention, so scores made under an earlier one (which
+tokenised "Message: " with a lone space token) are never served again.
 A generation's key is the sha256 of (identity, prompt, max_new_tokens).
 
 Values live in Parquet shards ``<root>/<time>-<random>.parquet`` (columns key: str and the value),
@@ -115,6 +117,9 @@ class _ShardedCache:
         logger.warning("%s: %s; moved to %s, its values will be recomputed", type(self).__name__, exc, aside)
 
 
+TOKENISATION = "joint-boundary"  # pipeline.scoring.base.Scorer.encode: separate ids == joined ids
+
+
 def _sha256(*parts: object) -> str:
     # JSON makes the concatenation unambiguous (no separator can be forged by the texts)
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
@@ -132,7 +137,7 @@ class ScoreCache(_ShardedCache):
     @staticmethod
     def key(*, identity: str, prefix: str, suffix: str, target: str) -> str:
         """The sha256 hex key of one query scored by the scorer named ``identity``."""
-        return _sha256(identity, prefix, suffix, target)
+        return _sha256(TOKENISATION, identity, prefix, suffix, target)
 
     def lookup(self, keys: Sequence[str]) -> dict[str, float]:
         """The cached scores among ``keys`` (missing keys are absent from the result)."""

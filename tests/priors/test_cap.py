@@ -20,6 +20,17 @@ def test_cap_targets_clamps_log_probability_zero_and_rejects_invalid_values():
         cap_targets(np.array([np.nan]))
 
 
+def test_cap_target_of_a_label_that_bfloat16_calls_certain_is_finite():
+    # logits of a 135M model are ~20 wide; bfloat16 resolves 0.125 there, so its log-softmax rounds
+    # log p = -0.0025 to exactly 0. The backends take the log-softmax in float32 (sums in float64),
+    # and cap_targets clamps what is left at log p = -1e-6, so z stays finite either way.
+    logits = torch.tensor([20.0, 14.0, 10.0], dtype=torch.bfloat16)
+    in_bf16, in_f32 = logits.log_softmax(-1)[0].item(), logits.float().log_softmax(-1)[0].item()
+    assert in_bf16 == 0.0 and -0.01 < in_f32 < 0
+    z = cap_targets(np.array([in_bf16, -0.0, in_f32]))
+    assert np.isfinite(z).all() and z[0] == z[1] == pytest.approx(1e6) and z[2] == pytest.approx(-1 / in_f32)
+
+
 def test_cap_prior_matches_lstsq_of_the_augmented_system_across_padded_lengths():
     rng = np.random.default_rng(0)
     masks = [cap_masks(d, n=n, rng=rng) for d, n in [(1, 8), (2, 16), (7, 64), (13, 30), (20, 64)]]

@@ -2,12 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.priors.fusion import COMBINATIONS, DISPLAY_NAMES, SOURCES, fuse, normalise
+from pipeline.priors.fusion import COMBINATIONS, CONTROLS, DISPLAY_NAMES, SOURCES, fuse, normalise
 
 
-def test_combinations_are_the_seven_paper_variants_in_order():
-    assert list(COMBINATIONS) == ["ig", "lime", "cap", "ig+lime", "cap+ig", "cap+lime", "cap+ig+lime"]
+def test_combinations_are_the_seven_paper_variants_in_order_then_the_controls_alone():
+    assert list(COMBINATIONS) == ["ig", "lime", "cap", "ig+lime", "cap+ig", "cap+lime", "cap+ig+lime", *CONTROLS]
     assert all(set(sources) <= set(SOURCES) and "+".join(sources) == name for name, sources in COMBINATIONS.items())
+    assert all(c not in sources for c in CONTROLS for name, sources in COMBINATIONS.items() if name != c)
     assert DISPLAY_NAMES["cap+ig+lime"] == "CAP Hybrid" and set(DISPLAY_NAMES) == set(COMBINATIONS)
 
 

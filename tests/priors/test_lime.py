@@ -1,10 +1,15 @@
 import numpy as np
+import polars as pl
 import pytest
 from lime.lime_text import LimeTextExplainer
 from scipy.stats import spearmanr
 
+from pipeline.params import PriorsParams
 from pipeline.perturb import lime_masks
-from pipeline.priors.lime import lime_prior
+from pipeline.priors.cap import cap_targets
+from pipeline.priors.lime import lime_prior, lime_targets
+from stages.priors import cap_lime_priors
+from stages.score import perturbations
 
 
 def _linear_probability(masks: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -64,3 +69,26 @@ def test_lime_prior_validates_inputs():
         lime_prior([mask], [np.full(8, np.inf)])
     with pytest.raises(ValueError, match=r"sentence 0 has masks of shape \(8, 3\) and targets of shape \(7,\)"):
         lime_prior([mask], [np.full(7, 0.5)])
+
+
+def test_lime_target_switch_changes_the_regression_target_and_nothing_else():
+    sentences = pl.DataFrame({"id": ["a", "b"], "text": ["where is my new card", "what rate do you use for euros"],
+                              "label": ["card_arrival", "exchange_rate"]})
+    params = {t: PriorsParams(cap={"n": 16}, lime={"n": 16, "target": t}) for t in ("probability", "inverse_logprob")}
+    masks = perturbations(sentences, params=params["probability"])
+    logprobs = -np.random.default_rng(0).uniform(0.5, 20.0, size=len(masks))
+    scores = masks.drop("label").with_columns(pl.Series("logprob", logprobs))
+    priors = {t: cap_lime_priors(sentences, scores, params=p) for t, p in params.items()}
+    assert priors["probability"]["cap"].equals(priors["inverse_logprob"]["cap"])
+    lime_rows = masks.with_columns(pl.Series("logprob", logprobs)).filter(pl.col("source") == "lime")
+    for target, transform in (("probability", np.exp), ("inverse_logprob", cap_targets)):
+        for i, sentence_id in enumerate(sentences["id"]):
+            rows = lime_rows.filter(pl.col("id") == sentence_id)
+            expected = lime_prior([np.array(rows["mask"].to_list())], [transform(rows["logprob"].to_numpy())])[0]
+            np.testing.assert_allclose(priors[target]["lime"]["scores"][i].to_numpy(), expected)
+    # ridge weights are linear in the target, so p's tiny scale alone changes nothing after normalisation
+    m = [np.array(lime_rows.filter(pl.col("id") == "a")["mask"].to_list())]
+    p = np.exp(lime_rows.filter(pl.col("id") == "a")["logprob"].to_numpy())
+    np.testing.assert_allclose(lime_prior(m, [1e-9 * p])[0], 1e-9 * lime_prior(m, [p])[0], rtol=1e-6)
+    with pytest.raises(ValueError, match="is 0.5, must be <= 0"):
+        lime_targets(np.array([0.5]), target="probability")

@@ -48,3 +48,13 @@ def test_mirror_from_environment(workdir, shared_data, monkeypatch):
     monkeypatch.setenv("CAPFLOW_DATA_MIRROR", str(shared_data))
     data.main("banking77_mini")
     assert (workdir / "data" / "datasets" / "banking77_mini" / "test.parquet").is_file()
+
+
+def test_a_test_split_smaller_than_the_profile_asks_for_is_refused(workdir):
+    edit_params(workdir, lambda raw: raw["data"]["datasets"]["banking77_mini"].update(max_test_per_label=10, min_test=200))
+    result = subprocess.run([sys.executable, "-m", "stages.data", "banking77_mini"], capture_output=True, text=True,
+                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "data.datasets.banking77_mini.min_test: the test split of" in result.stderr
+    assert "has 50 rows after slicing, fewer than the 200 asked for" in result.stderr
+    assert not (workdir / "data").exists()

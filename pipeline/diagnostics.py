@@ -1,0 +1,71 @@
+"""Teacher diagnostics: does the LLM carry class signal, and do the priors agree with each other?
+
+- ``zero_shot_accuracy``: the LLM as a classifier with the CAP prompt: arg-max over the label space
+  of log p(label | prompt(sentence)), the same quantity the CAP prior regresses. Multi-token labels
+  are scored by their summed log-probability, as in the prior.
+- ``prior_agreement``: the mean per-sentence Spearman correlation between two priors' word scores.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+from scipy.stats import spearmanr
+
+from pipeline.prompts import PromptTemplate, build_query, split_prompt
+from pipeline.scoring.base import Scorer
+from pipeline.scoring.cache import ScoreCache
+
+
+def zero_shot_accuracy(
+    *, sentences: pl.DataFrame, labels: Sequence[str], template: PromptTemplate, scorer: Scorer, cache: ScoreCache
+) -> dict[str, float]:
+    """The LLM's zero-shot accuracy on ``sentences`` with ``template`` (queries go through ``cache``).
+
+    Args:
+        sentences: text and label columns.
+        labels: the label space in prompt order.
+        template: the CAP prompt.
+        scorer: the teacher LLM.
+        cache: the score cache.
+
+    Returns:
+        ``zero_shot_accuracy`` and ``chance`` (100 / number of labels), in percent, and ``sentences``.
+    """
+    prefix, suffix_template = split_prompt(template, tokenizer=scorer.tokenizer, labels=list(labels))
+    queries = [build_query(suffix_template, sentence=text, label=label) for text in sentences["text"] for label in labels]
+    logprobs = cache.score_missing(scorer=scorer, prefix=prefix, queries=queries).reshape(len(sentences), len(labels))
+    index = {label: i for i, label in enumerate(labels)}
+    truth = np.array([index[label] for label in sentences["label"]])
+    return {
+        "zero_shot_accuracy": 100.0 * float((logprobs.argmax(axis=1) == truth).mean()),
+        "chance": 100.0 / len(labels),
+        "sentences": len(sentences),
+    }
+
+
+def prior_agreement(priors: Mapping[str, pl.DataFrame]) -> dict[str, float]:
+    """Mean per-sentence Spearman rho between every pair of priors.
+
+    Sentences where either prior is constant (rho undefined) or that have fewer than 2 words are
+    left out of that pair's mean.
+
+    Args:
+        priors: name -> priors-contract frame (id, words, scores) over the same sentences.
+
+    Returns:
+        ``"<a>~<b>"`` -> mean rho (NaN when no sentence qualifies), for each pair in the given order.
+    """
+    scores = {name: dict(zip(frame["id"], frame["scores"])) for name, frame in priors.items()}
+    agreement = {}
+    for a, b in itertools.combinations(priors, 2):
+        rhos = []
+        for sentence_id, left in scores[a].items():
+            left, right = np.asarray(left), np.asarray(scores[b][sentence_id])
+            if len(left) >= 2 and np.ptp(left) > 0 and np.ptp(right) > 0:
+                rhos.append(spearmanr(left, right).statistic)
+        agreement[f"{a}~{b}"] = float(np.mean(rhos)) if rhos else float("nan")
+    return agreement
