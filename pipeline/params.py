@@ -103,8 +103,8 @@ class StudentParams(_Section):
     ig_steps: int = Field(8, gt=0, description="m: IG steps of the differentiable self-attribution")
     beta: float = Field(1.0, ge=0, description="weight of the attribution alignment loss")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping threshold")
-    clip: Literal["per_term", "total", "none"] = Field(
-        "per_term", description="per_term: clip the cross-entropy and the alignment gradients separately; total: their sum"
+    clip: Literal["total", "per_term", "none"] = Field(
+        "total", description="total: clip the whole gradient; per_term: the cross-entropy's and the other terms' each on their own"
     )
     seeds: list[int] = Field([0], min_length=1, description="training seeds")
     extra_priors: list[str] = Field([], description="more prior combinations, trained on experiment.extra_settings only")

@@ -1,8 +1,8 @@
 """The student training loop, shared by every method, and batched prediction.
 
-One loop for CPU and CUDA: AdamW, linear warm-up then linear decay, gradient clipping (by default
-the cross-entropy's and the other terms' gradients each on their own, ``_step_gradients``),
-bfloat16 autocast on CUDA only. ``seed`` fixes the shuffling (a private ``torch.Generator``) and
+One loop for CPU and CUDA: AdamW, linear warm-up then linear decay, gradient clipping (the whole
+gradient, or the cross-entropy's and the other terms' each on their own: ``_step_gradients``, which
+also measures both norms), bfloat16 autocast on CUDA only. ``seed`` fixes the shuffling (a private ``torch.Generator``) and
 every dropout mask (``set_seed``); the classifier head is seeded where it is drawn
 (``pipeline.models.load_student``).
 """
@@ -54,7 +54,7 @@ def train_student(
     device: str | torch.device,
     max_length: int = 128,
     max_grad_norm: float = 1.0,
-    clip: Clip = "per_term",
+    clip: Clip = "total",
     log_every: int = 1,
 ) -> tuple[PreTrainedModel, pl.DataFrame]:
     """Fine-tune a sequence classifier with ``method``'s loss.
@@ -73,10 +73,10 @@ def train_student(
         device: "cpu", "cuda", ...
         max_length: tokens per sentence; later words are dropped from the loss.
         max_grad_norm: the gradient clipping threshold.
-        clip: ``"per_term"`` clips the cross-entropy gradient and the rest of the loss's gradient
-            (beta x alignment, ...) each to ``max_grad_norm`` before adding them, so a large
-            alignment gradient cannot shrink the cross-entropy step; ``"total"`` clips their sum
-            (one global clip); ``"none"`` does not clip.
+        clip: ``"total"`` clips the whole gradient to ``max_grad_norm`` (one global clip, as
+            ``clip_grad_norm_``); ``"per_term"`` clips the cross-entropy gradient and the rest of the
+            loss's gradient (beta x alignment, ...) each on its own before adding them, so a large
+            alignment gradient cannot shrink the cross-entropy step; ``"none"`` does not clip.
         log_every: log one row every this many steps.
 
     Returns:
