@@ -56,7 +56,7 @@ from dvc.repo import Repo, lock_repo
 from dvc.repo.reproduce import get_active_graph
 from dvc.stage import PipelineStage
 from dvc.stage.cache import RunCacheNotFoundError
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
@@ -295,7 +295,8 @@ def task_runner(
         dask_address: a running Dask scheduler, e.g. "tcp://10.0.0.1:8786" (dask only); its workers
             run the stages, and those started with ``--resources GPU=1`` run the GPU stages.
         dask_workers: processes of a temporary local Dask cluster (dask without an address;
-            default 2), one stage at a time each, each declaring one GPU slot.
+            default 2), one stage at a time each, each declaring one GPU slot and reporting to
+            this run's Prefect API (else each would start a temporary server of its own).
 
     Returns:
         An unstarted task runner (enter it to start it).
@@ -316,7 +317,10 @@ def task_runner(
         return DaskTaskRunner(address=dask_address)
     if dask_workers is not None and dask_workers < 1:
         raise ConfigError(f"dask_workers: must be at least 1 (got {dask_workers})")
-    cluster = {"n_workers": dask_workers or 2, "threads_per_worker": 1, "resources": _GPU, "dashboard_address": None}
+    cluster = {
+        "n_workers": dask_workers or 2, "threads_per_worker": 1, "resources": _GPU, "dashboard_address": None,
+        "env": {"PREFECT_API_URL": str(get_client().api_url)},
+    }
     return DaskTaskRunner(cluster_kwargs=cluster)
 
 

@@ -157,7 +157,8 @@ def test_the_tiny_profile_on_a_two_worker_dask_cluster_with_gpu_stages_holding_a
     monkeypatch.chdir(tmp_path)
     tasks = TaskResources()
     # what `dask scheduler` + `dask worker --resources GPU=1` on two hosts sharing the checkout set up
-    with LocalCluster(n_workers=2, threads_per_worker=1, resources={"GPU": 1}, dashboard_address=None) as cluster:
+    workers = {"resources": {"GPU": 1}, "env": {"PREFECT_API_URL": PREFECT_API_URL.value()}}
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, **workers) as cluster:
         cluster.scheduler.add_plugin(tasks)
         run_the_tiny_profile(tmp_path, runner="dask", dask_address=cluster.scheduler_address)
     with Repo(".") as repo:
