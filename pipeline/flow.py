@@ -17,6 +17,18 @@ Stage commands run like DVC runs them: in the stage's working directory, with DV
 DVC_STAGE set, through /bin/sh, with the interpreter running the flow first on PATH (so
 ``python`` is the project's environment, as `make run` arranges with .venv/bin).
 
+Stage commands run on a task runner chosen per run: threads of the flow's process (``--runner
+threads``, the default) or Dask workers through prefect-dask's DaskTaskRunner (``--runner dask``,
+on a temporary local cluster of ``--dask-workers`` processes or on a running scheduler's workers,
+``--dask-address tcp://host:8786``). Stages that need a GPU (``GPU_STAGES``) ask Dask for the
+worker resource ``GPU: 1``, so a worker started with ``--resources GPU=1`` runs one of them at a
+time; the local cluster's workers declare one GPU slot each, so those stages also run on a
+machine without a GPU (on its CPU). The coordinator keeps DVC's contract: it alone decides what
+to run and records results under DVC's lock; workers only run stage commands, in the same
+checkout on a shared filesystem (same absolute path on every host). A worker checks that
+assumption before each stage: it must see a marker file this run wrote in the checkout's
+.dvc/tmp, or the stage fails with one line naming the path and the worker.
+
 Run it locally with ``python -m pipeline.flow [--targets fewshot] ...`` (Prefect starts a
 temporary server) or deploy it with prefect.yaml.
 """
@@ -24,24 +36,30 @@ temporary server) or deploy it with prefect.yaml.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
+from uuid import uuid4
 
+import dask
+import distributed
 import networkx as nx
 from dvc.parsing import MatrixDefinition, split_group_name
 from dvc.repo import Repo, lock_repo
 from dvc.repo.reproduce import get_active_graph
 from dvc.stage import PipelineStage
 from dvc.stage.cache import RunCacheNotFoundError
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect_dask import DaskTaskRunner
 
 from pipeline.errors import CapflowError, ConfigError
 from pipeline.params import PARAMS_FILE
@@ -52,11 +70,19 @@ _FILTER_KEYS = {"datasets": "dataset", "settings": "setting", "methods": "prior"
 # LLM scoring is the stage with transient failures (a shared GPU out of memory, a server timing out).
 _RETRIES = {"score": 2}
 _RETRY_DELAY_S = 30
+# The dvc.yaml stage groups that run a model (training, LLM scoring, IG prior, evaluation, the
+# adversarial stage's LLM generator, heatmaps' priors and students): each holds one GPU on Dask.
+GPU_STAGES = frozenset({"score", "baseline", "ig_prior", "adversarial", "guided", "evaluate_baseline", "evaluate", "heatmaps"})
+_GPU = {"GPU": 1}
 _STDERR_TAIL = 20
 
 
 class StageError(CapflowError):
     """A stage command exited non-zero; the message names the stage and holds its last stderr line."""
+
+
+class CheckoutError(CapflowError):
+    """A worker cannot see the coordinator's checkout; the message names the path and the worker."""
 
 
 def check_profile(profile: str) -> None:
@@ -173,8 +199,38 @@ def _pump(stream: IO[str], log: Callable[[str], None], tail: deque[str]) -> None
         tail.append(line)
 
 
+def _worker_name() -> str:
+    """This Dask worker's address and host, or the host alone in a thread of the flow's process."""
+    try:
+        return f"{distributed.get_worker().address} ({socket.gethostname()})"
+    except ValueError:
+        return socket.gethostname()
+
+
+@contextmanager
+def checkout_marker(repo: Repo) -> Iterator[str]:
+    """A file in the checkout's .dvc/tmp that exists only during this flow run, removed at its end.
+
+    A worker that sees it runs in the coordinator's checkout on a shared filesystem, not in a
+    stale copy at the same path.
+
+    Args:
+        repo: the coordinator's DVC repository.
+
+    Returns:
+        A context manager yielding the marker's absolute path.
+    """
+    marker = Path(repo.tmp_dir).resolve() / f"capflow-flow-{uuid4().hex}"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    try:
+        yield str(marker)
+    finally:
+        marker.unlink(missing_ok=True)
+
+
 @task(cache_policy=NO_CACHE)  # DVC decides what is up to date
-def run_stage(*, name: str, commands: list[str], wdir: str, root: str) -> str:
+def run_stage(*, name: str, commands: list[str], wdir: str, root: str, marker: str) -> str:
     """Run a stage's commands like `dvc repro` does, streaming their output into the run's logs.
 
     Args:
@@ -182,13 +238,20 @@ def run_stage(*, name: str, commands: list[str], wdir: str, root: str) -> str:
         commands: its cmd lines, run one after another through /bin/sh.
         wdir: the stage's working directory.
         root: the DVC repository root (exported as DVC_ROOT).
+        marker: this flow run's :func:`checkout_marker`, which the worker must see.
 
     Returns:
         The last line the stage printed on stdout ("" if none).
 
     Raises:
+        CheckoutError: this worker does not see the marker, so not the coordinator's checkout.
         StageError: a command exited non-zero; the message is the stage's last stderr line.
     """
+    if not Path(marker).is_file():
+        raise CheckoutError(
+            f"worker {_worker_name()} cannot see the checkout {root} (no {marker}): workers must run stages "
+            "in the coordinator's checkout, on a shared filesystem at the same path"
+        )
     logger = get_run_logger()
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "DVC_ROOT": root, "DVC_STAGE": name, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
@@ -221,19 +284,60 @@ def _remove_or_restore(repo: Repo, stage: PipelineStage) -> bool:
     return True
 
 
-def _run_wave(stages: list[PipelineStage], *, root: str, max_concurrency: int) -> dict[str, BaseException | None]:
-    """Submit the stages' commands to a thread pool of ``max_concurrency``; name -> exception or None."""
-    with ThreadPoolTaskRunner(max_workers=max_concurrency) as runner:
-        futures = {}
-        for stage in stages:
-            group = split_group_name(stage.name)[0]
-            options = {"retries": _RETRIES[group], "retry_delay_seconds": _RETRY_DELAY_S} if group in _RETRIES else {}
-            commands = stage.cmd if isinstance(stage.cmd, list) else stage.cmd.splitlines()
+def task_runner(
+    *, runner: Literal["threads", "dask"], max_concurrency: int, dask_address: str | None, dask_workers: int | None
+) -> TaskRunner:
+    """The task runner that runs the stage commands, validated before any stage runs.
+
+    Args:
+        runner: "threads" (a pool in the flow's process) or "dask" (prefect-dask's DaskTaskRunner).
+        max_concurrency: the thread pool's size (threads only).
+        dask_address: a running Dask scheduler, e.g. "tcp://10.0.0.1:8786" (dask only); its workers
+            run the stages, and those started with ``--resources GPU=1`` run the GPU stages.
+        dask_workers: processes of a temporary local Dask cluster (dask without an address;
+            default 2), one stage at a time each, each declaring one GPU slot and reporting to
+            this run's Prefect API (else each would start a temporary server of its own).
+
+    Returns:
+        An unstarted task runner (enter it to start it).
+
+    Raises:
+        ConfigError: an option that does not fit the runner, or a size below 1; it names the option.
+    """
+    if max_concurrency < 1:
+        raise ConfigError(f"max_concurrency: must be at least 1 (got {max_concurrency})")
+    if runner == "threads":
+        for option, value in (("dask_address", dask_address), ("dask_workers", dask_workers)):
+            if value is not None:
+                raise ConfigError(f"{option}: only with runner=dask (got {value!r} with runner=threads)")
+        return ThreadPoolTaskRunner(max_workers=max_concurrency)
+    if dask_address is not None:
+        if dask_workers is not None:
+            raise ConfigError(f"dask_workers: sizes a local cluster, not one at dask_address {dask_address!r}; drop one")
+        return DaskTaskRunner(address=dask_address)
+    if dask_workers is not None and dask_workers < 1:
+        raise ConfigError(f"dask_workers: must be at least 1 (got {dask_workers})")
+    cluster = {
+        "n_workers": dask_workers or 2, "threads_per_worker": 1, "resources": _GPU, "dashboard_address": None,
+        "env": {"PREFECT_API_URL": str(get_client().api_url)},
+    }
+    return DaskTaskRunner(cluster_kwargs=cluster)
+
+
+def _run_wave(stages: list[PipelineStage], *, runner: TaskRunner, root: str, marker: str) -> dict[str, BaseException | None]:
+    """Submit the stages' commands to ``runner``, GPU stages annotated for Dask; name -> exception or None."""
+    futures = {}
+    for stage in stages:
+        group = split_group_name(stage.name)[0]
+        options = {"retries": _RETRIES[group], "retry_delay_seconds": _RETRY_DELAY_S} if group in _RETRIES else {}
+        commands = stage.cmd if isinstance(stage.cmd, list) else stage.cmd.splitlines()
+        # Dask's Client.submit reads the annotations in effect; the thread pool ignores them
+        with dask.annotate(resources=_GPU) if group in GPU_STAGES else nullcontext():
             futures[stage.name] = runner.submit(
                 run_stage.with_options(name=group, task_run_name=task_run_name(stage), **options),
-                {"name": stage.name, "commands": commands, "wdir": stage.wdir, "root": root},
+                {"name": stage.name, "commands": commands, "wdir": stage.wdir, "root": root, "marker": marker},
             )
-        results = {name: future.result(raise_on_failure=False) for name, future in futures.items()}
+    results = {name: future.result(raise_on_failure=False) for name, future in futures.items()}
     return {name: result if isinstance(result, BaseException) else None for name, result in results.items()}
 
 
@@ -246,6 +350,9 @@ def capflow(
     seeds: list[int] | None = None,
     targets: list[str] | None = None,
     max_concurrency: int = 2,
+    runner: Literal["threads", "dask"] = "threads",
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
 ) -> dict[str, list[str]]:
     """Bring the selected part of dvc.yaml's graph up to date, independent stages concurrently.
 
@@ -258,22 +365,27 @@ def capflow(
         seeds: only these training seeds (student.seeds).
         targets: only these stages (names, groups like "fewshot", or "guided@banking77_mini")
             and their upstream.
-        max_concurrency: stages run at once (2 on a laptop; on one GPU, as many as fit).
+        max_concurrency: stages run at once by the thread runner (2 on a laptop; on one GPU, as
+            many as fit).
+        runner: "threads" (this process) or "dask" (Dask workers; GPU stages hold a GPU resource).
+        dask_address: a running Dask scheduler whose workers run the stages (runner=dask).
+        dask_workers: else the size of a temporary local Dask cluster (runner=dask; default 2).
 
     Returns:
         Stage names by outcome, in run order: "ran", "restored" (from DVC's run cache), "up_to_date".
 
     Raises:
-        ConfigError: a bad profile, target or filter, before any stage runs.
-        StageError: a stage failed; the stages finished in its wave are recorded, none downstream runs.
+        ConfigError: a bad profile, target, filter or runner option, before any stage runs.
+        StageError: a stage failed, or a worker cannot see the checkout; the stages finished in its
+            wave are recorded, none downstream runs.
     """
     logger = get_run_logger()
-    if max_concurrency < 1:
-        raise ConfigError(f"max_concurrency: must be at least 1 (got {max_concurrency})")
+    stage_runner = task_runner(runner=runner, max_concurrency=max_concurrency, dask_address=dask_address, dask_workers=dask_workers)
     check_profile(profile)
     filters = {"datasets": datasets, "settings": settings, "methods": methods, "seeds": seeds}
     summary: dict[str, list[str]] = {"ran": [], "restored": [], "up_to_date": []}
-    with Repo(".") as repo:
+    # the runner starts its Dask cluster or client at the first submission, not here
+    with Repo(".") as repo, stage_runner, checkout_marker(repo) as marker:
         with lock_repo(repo):
             plan = waves(select_stages(get_active_graph(repo.index.graph), targets=targets, filters=filters))
         logger.info("%d stages selected in %d waves", sum(map(len, plan)), len(plan))
@@ -287,7 +399,7 @@ def capflow(
                 "wave %d/%d: %d to run%s, %d restored from the run cache, %d up to date",
                 number, len(plan), len(to_run), names, len(restored), len(wave) - len(changed),
             )
-            errors = _run_wave(to_run, root=repo.root_dir, max_concurrency=max_concurrency) if to_run else {}
+            errors = _run_wave(to_run, runner=stage_runner, root=repo.root_dir, marker=marker) if to_run else {}
             ran = [stage for stage in to_run if errors[stage.name] is None]
             with lock_repo(repo):
                 for stage in restored + ran:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
 from pipeline.prompts import ADD_TEMPLATE, REPLACE_TEMPLATE, PromptTemplate, RewriteTemplate
@@ -51,10 +51,35 @@ class FewshotParams(_Section):
 class ScoringParams(_Section):
     backend: Literal["transformers", "vllm", "openai"] = Field("transformers", description="LLM backend")
     model: str = Field(description="built-in name, local dir or hub id of the teacher LLM")
-    base_url: str | None = Field(None, description="OpenAI-compatible server for backend=openai")
+    base_url: str | list[str] | None = Field(
+        None, description="OpenAI-compatible server for backend=openai, or a list of replicas that share the batches"
+    )
     batch_size: int = Field(32, gt=0, description="suffixes scored per forward pass")
     cap_template: PromptTemplate = Field(description="CAP prompt: instruction + {labels} + {sentence}")
     lime_template: PromptTemplate = Field(description="LIME prompt: {sentence} only")
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _server_urls(cls, value: object) -> object:
+        """Check ``base_url`` as written: one http(s) URL or a non-empty list of distinct ones.
+
+        Args:
+            value: the raw YAML value.
+
+        Returns:
+            ``value`` unchanged (a string or a list of strings; the backend takes either).
+        """
+        if value is None:
+            return value
+        urls = [value] if isinstance(value, str) else value
+        if not isinstance(urls, list) or not urls:
+            raise ValueError("give a server URL or a non-empty list of them")
+        for url in urls:
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        if len(set(urls)) < len(urls):
+            raise ValueError("a server is listed twice")
+        return value
 
 
 class CapParams(_Section):

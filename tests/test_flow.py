@@ -1,13 +1,15 @@
 """pipeline/flow.py and prefect.yaml: the Prefect flow runs dvc.yaml's graph like `dvc repro`.
 
 The flow runs against Prefect's temporary local server in fresh copies of the project (git + DVC):
-the data stages of the default profile's banking77_mini, and the whole tiny profile.
+the data stages of the default profile's banking77_mini, and the whole tiny profile, on threads and
+on a local Dask cluster of 2 worker processes.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +18,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from distributed import Client, LocalCluster
+from distributed.diagnostics.plugin import SchedulerPlugin
 from dvc.repo import Repo
 from dvc.stage import PipelineStage
 from polars.testing import assert_frame_equal
@@ -25,7 +29,17 @@ from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
 
 from pipeline.errors import ConfigError
-from pipeline.flow import StageError, capflow, check_profile, select_stages, task_run_name, waves
+from pipeline.flow import (
+    CheckoutError,
+    StageError,
+    capflow,
+    check_profile,
+    run_stage,
+    select_stages,
+    task_run_name,
+    task_runner,
+    waves,
+)
 from tests.conftest import edit_params, make_project
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,17 +114,14 @@ def test_flow_and_dvc_repro_agree_on_what_is_up_to_date(project: Path, prefect_s
         assert repo.status(targets=["fewshot"], with_deps=True) == {}
 
 
-@pytest.mark.slow
-def test_the_whole_tiny_profile_through_the_flow_leaves_dvc_nothing_to_do(
-    tmp_path: Path, shared_data: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    make_project(tmp_path, shared_data=shared_data, profile="tiny")
-    monkeypatch.chdir(tmp_path)
-    result = capflow()
+def run_the_tiny_profile(project: Path, **runner: str) -> None:
+    """Every stage of the tiny profile through the flow in ``project`` (the working directory) with
+    the ``runner`` options; then DVC finds everything up to date and `dvc repro` has nothing to do."""
+    result = capflow(**runner)
     with Repo(".") as repo:
         assert len(result["ran"]) == len(repo.index.graph)  # every stage of the graph, scoring to heatmaps
         assert repo.status() == {}
-    metrics = tmp_path / "metrics" / "banking77_tiny" / "k2-seed0"
+    metrics = project / "metrics" / "banking77_tiny" / "k2-seed0"
     assert sorted(p.name for p in metrics.iterdir()) == ["baseline-seed0.json", "cap+ig+lime-seed0.json", "cap-seed0.json"]
     dvc = subprocess.run([sys.executable, "-m", "dvc", "repro"], capture_output=True, text=True, check=True,
                          env=os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
@@ -118,17 +129,83 @@ def test_the_whole_tiny_profile_through_the_flow_leaves_dvc_nothing_to_do(
 
 
 @pytest.mark.slow
-def test_a_failing_stage_fails_the_flow_with_its_error_line(project: Path, prefect_server: None) -> None:
+def test_the_whole_tiny_profile_through_the_flow_leaves_dvc_nothing_to_do(
+    tmp_path: Path, shared_data: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_project(tmp_path, shared_data=shared_data, profile="tiny")
+    monkeypatch.chdir(tmp_path)
+    run_the_tiny_profile(tmp_path)
+
+
+class TaskResources(SchedulerPlugin):
+    """Records, as the Dask scheduler receives each Prefect task, its stage name -> resource restrictions."""
+
+    def __init__(self) -> None:
+        self.by_stage: dict[str, dict[str, float] | None] = {}
+
+    def update_graph(self, scheduler, *, keys, **kwargs) -> None:
+        for key in keys:
+            task = scheduler.tasks[key]
+            self.by_stage[task.run_spec.kwargs["parameters"]["name"]] = task.resource_restrictions
+
+
+@pytest.mark.slow
+def test_the_tiny_profile_on_a_two_worker_dask_cluster_with_gpu_stages_holding_a_gpu(
+    tmp_path: Path, shared_data: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_project(tmp_path, shared_data=shared_data, profile="tiny")
+    monkeypatch.chdir(tmp_path)
+    tasks = TaskResources()
+    # what `dask scheduler` + `dask worker --resources GPU=1` on two hosts sharing the checkout set up
+    workers = {"resources": {"GPU": 1}, "env": {"PREFECT_API_URL": PREFECT_API_URL.value()}}
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, **workers) as cluster:
+        cluster.scheduler.add_plugin(tasks)
+        run_the_tiny_profile(tmp_path, runner="dask", dask_address=cluster.scheduler_address)
+    with Repo(".") as repo:
+        assert sorted(tasks.by_stage) == sorted(stage.name for stage in repo.index.graph)
+    gpu = {"score", "baseline", "ig_prior", "adversarial", "guided", "evaluate_baseline", "evaluate", "heatmaps"}
+    for name, resources in tasks.by_stage.items():
+        assert resources == ({"GPU": 1} if name.split("@")[0] in gpu else None), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runner", ["threads", "dask"])  # dask: a local cluster of 2 worker processes
+def test_a_failing_stage_fails_the_flow_with_its_error_line(project: Path, prefect_server: None, runner: str) -> None:
     edit_params(project, lambda params: params["data"]["datasets"]["banking77_mini"].update(path="no_such_dataset"))
     stage = subprocess.run([sys.executable, "-m", "stages.data", "banking77_mini"], capture_output=True, text=True)
     assert stage.returncode == 2
     (error_line,) = stage.stderr.strip().splitlines()
 
     with pytest.raises(StageError) as failure:
-        capflow(targets=["fewshot"])
+        capflow(targets=["fewshot"], runner=runner)
     assert str(failure.value) == f"stage data@banking77_mini failed (exit 2): {error_line}"
     assert not Path("data/fewshot").exists()  # downstream never ran
     assert not Path("dvc.lock").exists()  # nothing recorded
+
+
+def test_a_worker_that_cannot_see_the_checkout_fails_naming_the_path_and_the_worker(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "checkout"  # the coordinator's path, which this worker's filesystem lacks
+    stage = {"name": "data@banking77_mini", "commands": ["true"], "wdir": str(elsewhere), "root": str(elsewhere),
+             "marker": str(elsewhere / ".dvc/tmp/capflow-flow-0")}
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        (worker,) = cluster.scheduler_info["workers"]
+        with pytest.raises(CheckoutError) as failure:
+            client.submit(run_stage.fn, **stage).result()
+    assert str(failure.value) == (
+        f"worker {worker} ({socket.gethostname()}) cannot see the checkout {elsewhere} (no {stage['marker']}): "
+        "workers must run stages in the coordinator's checkout, on a shared filesystem at the same path"
+    )
+
+
+def test_runner_options_are_checked_before_anything_runs() -> None:
+    with pytest.raises(ConfigError, match=r"^dask_address: only with runner=dask"):
+        task_runner(runner="threads", max_concurrency=2, dask_address="tcp://127.0.0.1:8786", dask_workers=None)
+    with pytest.raises(ConfigError, match=r"^dask_workers: sizes a local cluster, not one at dask_address"):
+        task_runner(runner="dask", max_concurrency=2, dask_address="tcp://127.0.0.1:8786", dask_workers=2)
+    with pytest.raises(ConfigError, match=r"^dask_workers: must be at least 1 \(got 0\)"):
+        task_runner(runner="dask", max_concurrency=2, dask_address=None, dask_workers=0)
+    with pytest.raises(ConfigError, match=r"^max_concurrency: must be at least 1"):
+        task_runner(runner="threads", max_concurrency=0, dask_address=None, dask_workers=None)
 
 
 FLAKY = """import pathlib, sys

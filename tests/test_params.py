@@ -94,3 +94,19 @@ def test_adversarial_generator_and_its_prompts_are_checked():
     raw["adversarial"]["llm"] = {"max_new_tokens": 16}
     llm = parse_params(raw).adversarial.llm
     assert llm.max_new_tokens == 16 and "{keywords}" in llm.add_template.user  # unset prompts keep the defaults
+
+
+def test_scoring_base_url_is_one_server_or_a_list_of_replicas():
+    raw = _default()
+    for urls in ("http://gpu1:8000", ["http://gpu1:8000", "http://gpu2:8000"]):
+        raw["scoring"]["base_url"] = urls
+        assert parse_params(raw).scoring.base_url == urls
+    for urls, error in (
+        ([], "give a server URL or a non-empty list of them"),
+        (8000, "give a server URL or a non-empty list of them"),
+        (["http://gpu1:8000", "gpu2:8000"], "'gpu2:8000' is not an http:// or https:// URL"),
+        (["http://gpu1:8000", "http://gpu1:8000"], "a server is listed twice"),
+    ):
+        raw["scoring"]["base_url"] = urls
+        with pytest.raises(ConfigError, match=rf"^params.yaml: scoring\.base_url: Value error, {error}"):
+            parse_params(raw)

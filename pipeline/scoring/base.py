@@ -189,7 +189,7 @@ def make_scorer(
     model: str,
     device: str = "cpu",
     batch_size: int = 32,
-    base_url: str | None = None,
+    base_url: str | Sequence[str] | None = None,
     dtype: str | None = None,
 ) -> Scorer:
     """Build the scorer for ``backend``.
@@ -201,7 +201,8 @@ def make_scorer(
             whose tokenizer must also be loadable locally).
         device: "cpu" or "cuda[:i]" (transformers only).
         batch_size: queries per forward pass / per HTTP request.
-        base_url: the server's root URL, e.g. "http://localhost:8000" (required by openai, else unused).
+        base_url: the server's root URL, e.g. "http://localhost:8000", or a list of replicas' roots
+            (required by openai, else unused).
         dtype: "float32", "bfloat16" or "float16"; None = float32 on CPU, bfloat16 on CUDA
             (transformers, vllm).
 

@@ -55,9 +55,10 @@ def _generation(model, tokenizer, prompts: list[list[int]], max_tokens: int) -> 
 
 class FakeVllm:
     """A local /v1/completions server on a free port (echoed prompt log-probs, or greedy generation);
-    fails the first ``failures`` requests with ``status``."""
+    fails the first ``failures`` requests with ``status``; after ``kill_after`` answers it dies like a
+    crashed server: the next request gets no answer and the port refuses connections."""
 
-    def __init__(self, smollm, *, failures: int = 0, status: int = 503):
+    def __init__(self, smollm, *, failures: int = 0, status: int = 503, kill_after: int | None = None):
         self.requests: list[dict] = []
         outer = self
 
@@ -65,6 +66,9 @@ class FakeVllm:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
+                if kill_after is not None and len(outer.requests) > kill_after:
+                    outer.kill()
+                    return  # the connection closes unanswered
                 if self.path != "/v1/completions" or len(outer.requests) <= failures:
                     code, payload = (404 if self.path != "/v1/completions" else status), {"error": "unavailable"}
                 elif body.get("echo"):
@@ -89,6 +93,9 @@ class FakeVllm:
         return self
 
     def __exit__(self, *exc):
+        self.kill()
+
+    def kill(self):
         self.server.shutdown()
         self.server.server_close()
 
@@ -149,6 +156,33 @@ def test_unreachable_server_fails_fast_naming_the_url(prompt):
     with pytest.raises(ScoringError, match=rf"{url}/v1/completions: no answer after 3 attempts \(last: ConnectError"):
         scorer.score(prefix=prefix, queries=queries[:1], progress=False)
     assert time.perf_counter() - start < 5
+
+
+def test_replicas_share_the_batches_and_one_killed_mid_run_changes_no_score(smollm, prompt):
+    prefix, queries = prompt
+    queries = queries * 3  # 18 one-query batches, so both servers are busy when one dies
+    with FakeVllm(smollm) as single:
+        expected = OpenAIScorer(model=MODEL, base_url=single.url, batch_size=1).score(prefix=prefix, queries=queries, progress=False)
+    with FakeVllm(smollm, kill_after=2) as doomed, FakeVllm(smollm) as survivor:
+        scorer = OpenAIScorer(model=MODEL, base_url=[doomed.url, survivor.url], batch_size=1, retries=1, backoff=0.01)
+        scores = scorer.score(prefix=prefix, queries=queries, progress=False)
+    np.testing.assert_array_equal(scores, expected)  # every query, in query order
+    assert len(doomed.requests) == 3  # two answered, the third lost with the server and rescored by the survivor
+    assert len(survivor.requests) == len(queries) - 2
+
+
+def test_when_every_replica_is_lost_the_error_names_each(prompt):
+    prefix, queries = prompt
+    urls = []
+    for _ in range(2):
+        with socket.socket() as probe:  # ports nobody listens on
+            probe.bind(("127.0.0.1", 0))
+            urls.append(f"http://127.0.0.1:{probe.getsockname()[1]}")
+    scorer = OpenAIScorer(model=MODEL, base_url=urls, retries=0, timeout=2)
+    with pytest.raises(ScoringError) as failure:
+        scorer.score(prefix=prefix, queries=queries[:1], progress=False)
+    lost = sorted(str(failure.value).split("; "))
+    assert [line.split(": no answer after 1 attempts")[0] for line in lost] == sorted(f"{url}/v1/completions" for url in urls)
 
 
 def test_generation_matches_the_local_model(smollm, banking):
