@@ -72,7 +72,10 @@ _RETRIES = {"score": 2}
 _RETRY_DELAY_S = 30
 # The dvc.yaml stage groups that run a model (training, LLM scoring, IG prior, evaluation, the
 # adversarial stage's LLM generator, heatmaps' priors and students): each holds one GPU on Dask.
-GPU_STAGES = frozenset({"score", "baseline", "ig_prior", "adversarial", "guided", "evaluate_baseline", "evaluate", "heatmaps"})
+GPU_STAGES = frozenset({
+    "score", "baseline", "ig_prior", "oracle_teacher", "controls", "diagnostics", "adversarial", "guided", "guided_extra",
+    "evaluate_baseline", "evaluate", "evaluate_extra", "heatmaps",
+})
 _GPU = {"GPU": 1}
 _STDERR_TAIL = 20
 

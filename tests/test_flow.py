@@ -163,7 +163,8 @@ def test_the_tiny_profile_on_a_two_worker_dask_cluster_with_gpu_stages_holding_a
         run_the_tiny_profile(tmp_path, runner="dask", dask_address=cluster.scheduler_address)
     with Repo(".") as repo:
         assert sorted(tasks.by_stage) == sorted(stage.name for stage in repo.index.graph)
-    gpu = {"score", "baseline", "ig_prior", "adversarial", "guided", "evaluate_baseline", "evaluate", "heatmaps"}
+    gpu = {"score", "baseline", "ig_prior", "oracle_teacher", "controls", "diagnostics", "adversarial", "guided",
+           "evaluate_baseline", "evaluate", "heatmaps"}  # the tiny profile has no *_extra stages
     for name, resources in tasks.by_stage.items():
         assert resources == ({"GPU": 1} if name.split("@")[0] in gpu else None), name
 
