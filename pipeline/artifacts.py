@@ -35,7 +35,11 @@ def priors_frame(ids: Sequence[str], words: Sequence[Sequence[str]], scores: Seq
         if len(w) != len(s):
             raise ValueError(f"sentence {ids[i]!r}: {len(w)} words but {len(s)} scores")
     return pl.DataFrame(
-        {"id": list(ids), "words": [list(w) for w in words], "scores": [np.asarray(s, dtype=np.float64).tolist() for s in scores]},
+        {
+            "id": list(ids),
+            "words": [list(w) for w in words],
+            "scores": [np.asarray(s, dtype=np.float64).tolist() for s in scores],
+        },
         schema=PRIORS_SCHEMA,
     )
 

@@ -48,10 +48,14 @@ def fit_student(params: Params, *, sentences: pl.DataFrame, labels: list[str], m
     model.config.id2label = dict(enumerate(labels))
     model.config.label2id = {label: i for i, label in enumerate(labels)}
     student = params.student
-    settings = {} if method == "baseline" else {"beta": student.beta, "steps": student.ig_steps, "normalisation": params.priors.normalisation}
+    settings = {}
+    if method != "baseline":
+        settings = {"beta": student.beta, "steps": student.ig_steps, "normalisation": params.priors.normalisation}
     model, log = train_student(
-        model=model, tokenizer=tokenizer, train=training_examples(sentences, labels, prior), method=get_method(method, **settings),
-        epochs=epochs or student.epochs, lr=student.lr, batch_size=batch_size or student.batch_size, warmup_fraction=student.warmup_fraction,
+        model=model, tokenizer=tokenizer, train=training_examples(sentences, labels, prior),
+        method=get_method(method, **settings),
+        epochs=epochs or student.epochs, lr=student.lr, batch_size=batch_size or student.batch_size,
+        warmup_fraction=student.warmup_fraction,
         max_length=student.max_length, max_grad_norm=student.max_grad_norm, clip=student.clip, seed=seed, device=device,
     )
     return model, tokenizer, log

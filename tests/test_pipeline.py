@@ -80,7 +80,8 @@ def test_beta_change_reruns_training_only_with_zero_llm_queries(project):
     edit_params(project, lambda p: p["student"].update(beta=0.5))
     output = dvc(project, "repro")
     assert "Running stage 'guided@" in output and "Running stage 'report'" in output
-    for untouched in ("score@", "priors@", "baseline@", "ig_prior@", "oracle_teacher@", "controls@", "diagnostics@", "fuse@", "adversarial@"):
+    for untouched in ("score@", "priors@", "baseline@", "ig_prior@", "oracle_teacher@", "controls@", "diagnostics@",
+                      "fuse@", "adversarial@"):
         assert f"Running stage '{untouched}" not in output
     assert stats(project) == before  # the score stage did not run: no LLM query
 

@@ -93,7 +93,8 @@ def test_guided_method_rejects_missing_or_misaligned_priors(student, examples):
     model, tokenizer, _ = student
     train = _with_prior(examples)
     words, label, prior = train[3]
-    for broken, message in [((words, label, None), "no prior"), ((words, label, prior[:-1]), f"a prior of {len(words) - 1} scores")]:
+    cases = [((words, label, None), "no prior"), ((words, label, prior[:-1]), f"a prior of {len(words) - 1} scores")]
+    for broken, message in cases:
         with pytest.raises(DataError, match=f"training example 3: .*{message}"):
             train_student(
                 model=model, tokenizer=tokenizer, train=train[:3] + [broken], method=get_method("ig"),
@@ -140,7 +141,8 @@ def test_guided_training_logs_both_gradient_norms(student, examples):
 
 def test_the_training_curve_is_the_logs_loss_ce_and_align_by_step_under_reports_curves(tmp_path):
     """dvc.yaml declares these paths as the train stages' outs and plots them by step (top-level ``plots``)."""
-    assert training_curve_file(student_dir("banking77", "k5-seed0", "cap+ig", 1)) == Path("reports/curves/banking77/k5-seed0/cap+ig-seed1.csv")
+    expected = Path("reports/curves/banking77/k5-seed0/cap+ig-seed1.csv")
+    assert training_curve_file(student_dir("banking77", "k5-seed0", "cap+ig", 1)) == expected
     assert training_curve_file(oracle_teacher_dir("banking77", 0)) == Path("reports/curves/banking77/oracle-teacher-seed0.csv")
     log = pl.DataFrame({
         "step": [1, 2], "epoch": [0, 1], "lr": [1e-4, 0.0], "loss": [1.5, 0.75], "ce": [1.25, 0.5], "align": [0.25, 0.25],
