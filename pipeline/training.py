@@ -168,13 +168,13 @@ def _step_gradients(model: PreTrainedModel, *, ce: Tensor, loss: Tensor, clip: C
     return norm_ce, norm_rest
 
 
-@torch.no_grad()
 def write_training_curve(log: pl.DataFrame, path: str | Path) -> None:
     """Write the training log's loss, CE and alignment by step to the CSV ``path`` (a DVC plot), atomically."""
     with atomic_write(path) as tmp:
         log.select(CURVE_COLUMNS).write_csv(tmp, float_precision=6)
 
 
+@torch.no_grad()
 def predict_proba(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
