@@ -28,6 +28,7 @@ endif
 	dvc repro
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 bench: install

@@ -41,7 +41,8 @@ def main() -> None:
     frame = pl.read_parquet(DATA).sample(BATCH, seed=0)
     labels = sorted(frame["label"].unique())
     rng = np.random.default_rng(0)
-    train = [(text.split(), labels.index(label), rng.random(len(text.split()))) for text, label in zip(frame["text"], frame["label"])]
+    pairs = zip(frame["text"], frame["label"])
+    train = [(text.split(), labels.index(label), rng.random(len(text.split()))) for text, label in pairs]
     model, tokenizer = load_student("all-minilm-l6-v2", num_labels=len(labels), seed=0)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     ce_method, guided_method = get_method("baseline"), get_method("cap+ig+lime", steps=m)

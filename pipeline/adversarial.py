@@ -108,7 +108,9 @@ def target_classes(
     """
     classes = sorted({a for a, _ in overlap})
     if not 1 <= per_class < len(classes):
-        raise ValueError(f"target_classes: per_class must be in 1..{len(classes) - 1} for {len(classes)} classes, got {per_class}")
+        raise ValueError(
+            f"target_classes: per_class must be in 1..{len(classes) - 1} for {len(classes)} classes, got {per_class}"
+        )
     targets = {}
     for source in classes:
         others = [classes[j] for j in rng.permutation(len(classes)) if classes[j] != source]
@@ -130,7 +132,10 @@ def keyword_addition(text: str, *, target_keywords: list[str], rng: np.random.Ge
         The attacked sentence.
     """
     if not target_keywords or n_insert < 1:
-        raise ValueError(f"keyword_addition: needs target keywords and n_insert >= 1 (got {len(target_keywords)} keywords, n_insert={n_insert})")
+        raise ValueError(
+            "keyword_addition: needs target keywords and n_insert >= 1 "
+            f"(got {len(target_keywords)} keywords, n_insert={n_insert})"
+        )
     words = text.split()
     for j in rng.choice(len(target_keywords), size=min(n_insert, len(target_keywords)), replace=False):
         words.insert(int(rng.integers(len(words) + 1)), target_keywords[j])

@@ -105,7 +105,9 @@ def llm_rewrite(
         # a target keyword the source class shares points to both classes: keep the others (all, if none is left)
         target_keywords = [word for word in keywords[target] if word not in keywords[label]] or keywords[target]
         in_sentence = {keyword_form(word) for word in original.split()}
-        replaced = [word for word in keywords[label] if word in in_sentence and word not in target_keywords] if attack == "replace" else []
+        replaced = []
+        if attack == "replace":
+            replaced = [word for word in keywords[label] if word in in_sentence and word not in target_keywords]
         prompts.append(template.render(
             llm.tokenizer, sentence=original, keywords=target_keywords[:keywords_in_prompt],
             source_keywords=replaced or keywords[label][:keywords_in_prompt], label=label, target=target,

@@ -21,6 +21,7 @@ ADVERSARIAL = Path("data/adversarial")  # <dataset>/<setting>/{add,replace}.parq
 MODELS = Path("models")  # <dataset>/<setting>/<method>-seed<S>/, <dataset>/oracle-teacher-seed<S>/
 METRICS = Path("metrics")  # <dataset>/<setting>/<method>-seed<S>.json, <dataset>/<setting>/teacher/diagnostics.json
 REPORTS = Path("reports")
+CURVES = REPORTS / "curves"  # <model folder below models/>.csv: training curves (DVC plots)
 
 DATASET_SCHEMA = {"id": pl.String, "text": pl.String, "label": pl.String}
 SCORES_SCHEMA = {"id": pl.String, "source": pl.String, "mask": pl.List(pl.Boolean), "logprob": pl.Float64}
@@ -34,7 +35,11 @@ def priors_frame(ids: Sequence[str], words: Sequence[Sequence[str]], scores: Seq
         if len(w) != len(s):
             raise ValueError(f"sentence {ids[i]!r}: {len(w)} words but {len(s)} scores")
     return pl.DataFrame(
-        {"id": list(ids), "words": [list(w) for w in words], "scores": [np.asarray(s, dtype=np.float64).tolist() for s in scores]},
+        {
+            "id": list(ids),
+            "words": [list(w) for w in words],
+            "scores": [np.asarray(s, dtype=np.float64).tolist() for s in scores],
+        },
         schema=PRIORS_SCHEMA,
     )
 
@@ -47,6 +52,11 @@ def student_dir(dataset: str, setting: str, method: str, seed: int) -> Path:
 def oracle_teacher_dir(dataset: str, seed: int) -> Path:
     """The checkpoint of the cross-entropy student trained on the full training pool (the oracle prior's teacher)."""
     return MODELS / dataset / f"oracle-teacher-seed{seed}"
+
+
+def training_curve_file(model_dir: Path) -> Path:
+    """The training curve (a DVC plot) of the model saved in ``model_dir``: its path below models/, under reports/curves/."""
+    return CURVES / f"{Path(model_dir).relative_to(MODELS)}.csv"
 
 
 def diagnostics_file(dataset: str, setting: str) -> Path:

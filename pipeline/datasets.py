@@ -65,7 +65,9 @@ def read_folder(folder: Path) -> tuple[dict[str, pl.DataFrame], dict[str, Path],
             files[split] = candidates[0]
             frames[split] = _read_split(candidates[0])
     labels_file = folder / "labels.txt"
-    labels = [line.strip() for line in labels_file.read_text("utf-8").splitlines() if line.strip()] if labels_file.is_file() else None
+    labels = None
+    if labels_file.is_file():
+        labels = [line.strip() for line in labels_file.read_text("utf-8").splitlines() if line.strip()]
     return frames, files, labels
 
 
@@ -100,7 +102,7 @@ def read_hub(name: str, *, repo: str | None) -> tuple[dict[str, pl.DataFrame], d
         features = json.loads(meta.get(b"huggingface", b"{}")).get("info", {}).get("features", {})
         names = features.get(source["label"], {}).get("names")
         label = pl.col(source["label"])
-        label = label.map_elements(lambda i: names[i], return_dtype=pl.String) if names else label.cast(pl.String)
+        label = label.map_elements(lambda i, names=names: names[i], return_dtype=pl.String) if names else label.cast(pl.String)
         frame = table.select(pl.col(source["text"]).alias("text"), label.alias("label"))
         frames[split] = frame.filter(~pl.col("label").is_in(source.get("drop", [])))
         files[split] = f"hub:{repo}/{source['config']}/{split}"
@@ -117,8 +119,11 @@ def validate_split(frame: pl.DataFrame, *, where: str, split: str, label_set: se
         if column not in frame.columns:
             raise DataError(f"{where}: missing column {column!r} (has {frame.columns})")
     if "id" not in frame.columns:
-        frame = frame.with_columns(pl.format("{}-{}", pl.lit(split), pl.int_range(pl.len()).cast(pl.String).str.zfill(6)).alias("id"))
-    frame = frame.select(pl.col("id").cast(pl.String), pl.col("text").cast(pl.String).str.strip_chars(), pl.col("label").cast(pl.String))
+        row_number = pl.int_range(pl.len()).cast(pl.String).str.zfill(6)
+        frame = frame.with_columns(pl.format("{}-{}", pl.lit(split), row_number).alias("id"))
+    frame = frame.select(
+        pl.col("id").cast(pl.String), pl.col("text").cast(pl.String).str.strip_chars(), pl.col("label").cast(pl.String)
+    )
     frame = frame.with_row_index("_row")
     empty = frame.filter(pl.col("text").is_null() | (pl.col("text") == ""))
     if len(empty):
@@ -135,7 +140,9 @@ def validate_split(frame: pl.DataFrame, *, where: str, split: str, label_set: se
 def _stratified_draw(frame: pl.DataFrame, *, fraction: float, seed: int) -> pl.DataFrame:
     """At least one row per label with two or more rows, about ``fraction`` of each label."""
     return (
-        frame.with_columns(pl.int_range(pl.len()).shuffle(seed=seed).over("label").alias("_rank"), pl.len().over("label").alias("_n"))
+        frame.with_columns(
+            pl.int_range(pl.len()).shuffle(seed=seed).over("label").alias("_rank"), pl.len().over("label").alias("_n")
+        )
         .filter((pl.col("_rank") < (pl.col("_n") * fraction).round().clip(lower_bound=1)) & (pl.col("_n") > 1))
         .drop("_rank", "_n")
         .sort("id")
@@ -163,7 +170,10 @@ def prepare_dataset(name: str, config: DatasetParams, *, mirror: Path | None, va
         if split not in frames:
             raise DataError(f"{folder}: missing split {split!r} (need {split}.parquet or {split}.csv)")
     label_set = set(labels) if labels is not None else set(frames["train"]["label"].drop_nulls().cast(pl.String))
-    out = {split: validate_split(frame, where=str(files[split]), split=split, label_set=label_set) for split, frame in frames.items()}
+    out = {
+        split: validate_split(frame, where=str(files[split]), split=split, label_set=label_set)
+        for split, frame in frames.items()
+    }
     if config.labels is not None:
         missing = sorted(set(config.labels) - label_set)
         if missing:
@@ -174,7 +184,8 @@ def prepare_dataset(name: str, config: DatasetParams, *, mirror: Path | None, va
     if config.min_test is not None and len(out["test"]) < config.min_test:
         raise DataError(
             f"data.datasets.{name}.min_test: the test split of {files['test']} has {len(out['test'])} rows"
-            f"{' after slicing' if config.labels or config.max_test_per_label else ''}, fewer than the {config.min_test} asked for"
+            f"{' after slicing' if config.labels or config.max_test_per_label else ''}, "
+            f"fewer than the {config.min_test} asked for"
         )
     if "validation" not in out:
         out["validation"] = _stratified_draw(out["train"], fraction=validation_fraction, seed=split_seed)

@@ -263,7 +263,9 @@ def run_stage(*, name: str, commands: list[str], wdir: str, root: str, marker: s
     start = time.perf_counter()
     for command in commands:
         logger.info("> %s", command)
-        with subprocess.Popen(command, shell=True, cwd=wdir, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        with subprocess.Popen(
+            command, shell=True, cwd=wdir, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as process:
             # two pipes read at once, or a chatty stderr fills its buffer and blocks the stage
             reader = threading.Thread(target=_pump, args=(process.stderr, logger.info, stderr))
             reader.start()
@@ -383,7 +385,9 @@ def capflow(
             wave are recorded, none downstream runs.
     """
     logger = get_run_logger()
-    stage_runner = task_runner(runner=runner, max_concurrency=max_concurrency, dask_address=dask_address, dask_workers=dask_workers)
+    stage_runner = task_runner(
+        runner=runner, max_concurrency=max_concurrency, dask_address=dask_address, dask_workers=dask_workers
+    )
     check_profile(profile)
     filters = {"datasets": datasets, "settings": settings, "methods": methods, "seeds": seeds}
     summary: dict[str, list[str]] = {"ran": [], "restored": [], "up_to_date": []}

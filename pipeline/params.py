@@ -129,7 +129,8 @@ class StudentParams(_Section):
     beta: float = Field(1.0, ge=0, description="weight of the attribution alignment loss")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping threshold")
     clip: Literal["total", "per_term", "none"] = Field(
-        "total", description="total: clip the whole gradient; per_term: the cross-entropy's and the other terms' each on their own"
+        "total",
+        description="total: clip the whole gradient; per_term: the cross-entropy's and the other terms' each on their own",
     )
     seeds: list[int] = Field([0], min_length=1, description="training seeds")
     extra_priors: list[str] = Field([], description="more prior combinations, trained on experiment.extra_settings only")
@@ -204,7 +205,9 @@ class Params(_Section):
         if outside:
             raise ValueError(f"experiment.extra_settings: {outside[0]!r} is not in experiment.settings")
         if self.priors.ig.teacher_seed not in self.student.seeds:
-            raise ValueError(f"priors.ig.teacher_seed: {self.priors.ig.teacher_seed} is not in student.seeds {self.student.seeds}")
+            raise ValueError(
+                f"priors.ig.teacher_seed: {self.priors.ig.teacher_seed} is not in student.seeds {self.student.seeds}"
+            )
         return self
 
 
@@ -222,7 +225,8 @@ def _one_line(error: ValidationError, path: Path) -> str:
         for part in first["loc"][:-1]:
             field = section.model_fields.get(str(part)) if isinstance(section, type) else None
             section = field.annotation if field else None
-        allowed = ", ".join(section.model_fields) if isinstance(section, type) and issubclass(section, BaseModel) else "see pipeline/params.py"
+        is_section = isinstance(section, type) and issubclass(section, BaseModel)
+        allowed = ", ".join(section.model_fields) if is_section else "see pipeline/params.py"
         return f"{path}: unknown key {key!r} (allowed here: {allowed})"
     if first["type"] == "value_error" and not first["loc"]:  # a cross-field check: its message names the keys
         return f"{path}: {first['ctx']['error']}"

@@ -127,7 +127,8 @@ ADD_TEMPLATE = RewriteTemplate(
 """Keyword addition: the sentence keeps its intent and gains the adversarial class's keywords."""
 
 REPLACE_TEMPLATE = RewriteTemplate(
-    user="Rewrite this sentence, replacing the words {source_keywords} with some of these words: {keywords}.\nSentence: {sentence}",
+    user="Rewrite this sentence, replacing the words {source_keywords} with some of these words: {keywords}.\n"
+    "Sentence: {sentence}",
     answer_prefix="Rewritten sentence:",
 )
 """Keyword replacement: the sentence's own class keywords give way to the adversarial class's."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -23,6 +24,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 
 from pipeline.attribution import encode_words
 from pipeline.errors import DataError
+from pipeline.io import atomic_write
 from pipeline.methods import Batch, Method
 
 Example = tuple[list[str], int, np.ndarray | None]
@@ -31,6 +33,7 @@ _LOG_SCHEMA = {
     "grad_norm_ce": pl.Float64, "grad_norm_rest": pl.Float64,
 }
 Clip = Literal["total", "per_term", "none"]
+CURVE_COLUMNS = ("step", "loss", "ce", "align")  # the training log's columns that dvc.yaml plots by step
 
 
 def set_seed(seed: int) -> None:
@@ -163,6 +166,12 @@ def _step_gradients(model: PreTrainedModel, *, ce: Tensor, loss: Tensor, clip: C
         for p, g in zip(parameters, grad_total):
             p.grad = g * scale
     return norm_ce, norm_rest
+
+
+def write_training_curve(log: pl.DataFrame, path: str | Path) -> None:
+    """Write the training log's loss, CE and alignment by step to the CSV ``path`` (a DVC plot), atomically."""
+    with atomic_write(path) as tmp:
+        log.select(CURVE_COLUMNS).write_csv(tmp, float_precision=6)
 
 
 @torch.no_grad()

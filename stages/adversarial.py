@@ -46,7 +46,8 @@ def adversarial_sets(
     keywords = class_keywords(labels=joined["label"].to_list(), words=joined["words"].to_list(),
                               scores=[s.to_numpy() for s in joined["scores"]], top_k=params.keywords_per_class)
     per_class = params.targets_per_class.get(dataset, DEFAULT_TARGETS_PER_CLASS)
-    targets = target_classes(class_overlap(keywords), per_class=per_class, rng=sentence_rng(seed=params.seed, sentence_id=dataset))
+    rng = sentence_rng(seed=params.seed, sentence_id=dataset)
+    targets = target_classes(class_overlap(keywords), per_class=per_class, rng=rng)
     add, replace = make_adversarial(test, keywords, targets, seed=params.seed)
     sets = {"add": add, "replace": replace}
     if params.generator == "rules":

@@ -75,7 +75,9 @@ def main(dataset: str, setting: str, method: str, seed: int) -> None:
     model, tokenizer = load_trained_student(student_dir(dataset, setting, method, seed), device=device)
     attacked = {name: read_parquet(ADVERSARIAL / dataset / setting / f"{name}.parquet", schema=ADVERSARIAL_SCHEMA)
                 for name in ("add", "replace")}
-    test, validation = (read_parquet(DATASETS / dataset / f"{split}.parquet", schema=DATASET_SCHEMA) for split in ("test", "validation"))
+    test, validation = (
+        read_parquet(DATASETS / dataset / f"{split}.parquet", schema=DATASET_SCHEMA) for split in ("test", "validation")
+    )
     metrics = evaluate_student(model, tokenizer, test=test, validation=validation, attacked=attacked,
                                params=params.evaluation, max_length=params.student.max_length, device=device)
     with atomic_write(METRICS / dataset / setting / f"{method}-seed{seed}.json") as tmp:

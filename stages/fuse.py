@@ -1,4 +1,6 @@
-"""Stage 4: the prior combinations (the seven of the CAP family, and each control alone): data/fused/<dataset>/<setting>/<combination>.parquet."""
+"""Stage 4: the prior combinations (the seven of the CAP family, and each control alone).
+
+Writes data/fused/<dataset>/<setting>/<combination>.parquet."""
 
 from __future__ import annotations
 

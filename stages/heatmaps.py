@@ -33,7 +33,8 @@ def heatmap_rows(params: Params, dataset: str, setting: str) -> list[dict]:
     device = resolve_device(params.device)
     test = read_parquet(DATASETS / dataset / "test.parquet", schema=DATASET_SCHEMA)
     labels = label_names(dataset)
-    shown = test.filter(pl.col("label").is_in(labels[: params.evaluation.heatmap_sentences])).unique("label", keep="first", maintain_order=True)
+    shown = test.filter(pl.col("label").is_in(labels[: params.evaluation.heatmap_sentences]))
+    shown = shown.unique("label", keep="first", maintain_order=True)
     words = [text.split() for text in shown["text"]]
 
     scorer = scorer_from_params(params)

@@ -1,4 +1,6 @@
-"""Stage 3c: the oracle prior's teacher, a cross-entropy student on the full training pool: models/<dataset>/oracle-teacher-seed<S>/.
+"""Stage 3c: the oracle prior's teacher, a cross-entropy student on the full training pool.
+
+Writes models/<dataset>/oracle-teacher-seed<S>/.
 
 The pool is every train row outside validation (what ``fewshot.full`` writes as ``full``); the
 student's settings are ``student.*`` but for ``priors.oracle.{epochs, batch_size}``, its seed
@@ -18,7 +20,9 @@ from stages.train import fit_student, save_student
 def main(dataset: str) -> None:
     """Write models/<dataset>/oracle-teacher-seed<priors.ig.teacher_seed>/."""
     params = load_params()
-    train, validation = (read_parquet(DATASETS / dataset / f"{split}.parquet", schema=DATASET_SCHEMA) for split in ("train", "validation"))
+    train, validation = (
+        read_parquet(DATASETS / dataset / f"{split}.parquet", schema=DATASET_SCHEMA) for split in ("train", "validation")
+    )
     pool = training_pool(train, validation)
     labels = label_names(dataset)
     largest_draw = max(params.fewshot.shots) * len(labels)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from pipeline.artifacts import FEWSHOT, DATASET_SCHEMA, PRIORS, SCORES, SCORES_SCHEMA, priors_frame
+from pipeline.artifacts import DATASET_SCHEMA, FEWSHOT, PRIORS, SCORES, SCORES_SCHEMA, priors_frame
 from pipeline.errors import ArtifactError
 from pipeline.io import read_parquet, write_parquet
 from pipeline.params import PriorsParams, load_params

@@ -1,4 +1,6 @@
-"""Stage 7: reports/results.md (Table-1-style means ± sd, paired tests against baseline, the paper's figures) and DVC plot data."""
+"""Stage 7: reports/results.md and the DVC plot data.
+
+results.md: Table-1-style means ± sd, paired tests against baseline, the paper's figures."""
 
 from __future__ import annotations
 

@@ -42,7 +42,8 @@ def perturbations(sentences: pl.DataFrame, *, params: PriorsParams) -> pl.DataFr
             rng = sentence_rng(seed=params.seed, sentence_id=f"{sentence_id}/{source}")
             for mask in draw(n_words, n=n_by_source[source], rng=rng):
                 rows.append((sentence_id, source, mask.tolist(), label))
-    return pl.DataFrame(rows, schema={"id": pl.String, "source": pl.String, "mask": pl.List(pl.Boolean), "label": pl.String}, orient="row")
+    schema = {"id": pl.String, "source": pl.String, "mask": pl.List(pl.Boolean), "label": pl.String}
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def score_perturbations(
@@ -83,7 +84,8 @@ def main(dataset: str, setting: str) -> None:
     seconds = time.perf_counter() - start
     write_parquet(scores, SCORES / dataset / f"{setting}.parquet")
     stats = {"queries": len(scores), "cache_hits": cache.stats.hits, "llm_queries": cache.stats.computed,
-             "seconds": round(seconds, 2), "llm_queries_per_second": round(cache.stats.computed / seconds, 2) if cache.stats.computed else None}
+             "seconds": round(seconds, 2),
+             "llm_queries_per_second": round(cache.stats.computed / seconds, 2) if cache.stats.computed else None}
     with atomic_write(SCORES / dataset / f"{setting}.stats.json") as tmp:
         tmp.write_text(json.dumps(stats, indent=2) + "\n")
     print(f"{dataset}/{setting}: {json.dumps(stats)}")

@@ -1,4 +1,5 @@
-"""Stage 5: train one student: models/<dataset>/<setting>/<method>-seed<S>/ (checkpoint + train_log.parquet).
+"""Stage 5: train one student: models/<dataset>/<setting>/<method>-seed<S>/ (checkpoint + train_log.parquet)
+and its training curve, reports/curves/<dataset>/<setting>/<method>-seed<S>.csv (a DVC plot).
 
 ``method`` is ``baseline`` (cross-entropy only; also the teacher of the IG prior) or a prior
 combination (cross-entropy + beta * MSE between the student's own word-level IG and that prior).
@@ -11,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.artifacts import DATASET_SCHEMA, FEWSHOT, FUSED, PRIORS_SCHEMA, label_names, student_dir
+from pipeline.artifacts import DATASET_SCHEMA, FEWSHOT, FUSED, PRIORS_SCHEMA, label_names, student_dir, training_curve_file
 from pipeline.errors import ArtifactError
 from pipeline.io import atomic_dir, read_parquet, write_parquet
 from pipeline.methods import get_method
 from pipeline.models import load_student, resolve_device
 from pipeline.params import Params, load_params
-from pipeline.training import train_student
+from pipeline.training import train_student, write_training_curve
 
 
 def training_examples(sentences: pl.DataFrame, labels: list[str], prior: pl.DataFrame | None) -> list:
@@ -47,10 +48,14 @@ def fit_student(params: Params, *, sentences: pl.DataFrame, labels: list[str], m
     model.config.id2label = dict(enumerate(labels))
     model.config.label2id = {label: i for i, label in enumerate(labels)}
     student = params.student
-    settings = {} if method == "baseline" else {"beta": student.beta, "steps": student.ig_steps, "normalisation": params.priors.normalisation}
+    settings = {}
+    if method != "baseline":
+        settings = {"beta": student.beta, "steps": student.ig_steps, "normalisation": params.priors.normalisation}
     model, log = train_student(
-        model=model, tokenizer=tokenizer, train=training_examples(sentences, labels, prior), method=get_method(method, **settings),
-        epochs=epochs or student.epochs, lr=student.lr, batch_size=batch_size or student.batch_size, warmup_fraction=student.warmup_fraction,
+        model=model, tokenizer=tokenizer, train=training_examples(sentences, labels, prior),
+        method=get_method(method, **settings),
+        epochs=epochs or student.epochs, lr=student.lr, batch_size=batch_size or student.batch_size,
+        warmup_fraction=student.warmup_fraction,
         max_length=student.max_length, max_grad_norm=student.max_grad_norm, clip=student.clip, seed=seed, device=device,
     )
     return model, tokenizer, log
@@ -68,11 +73,13 @@ def train(params: Params, dataset: str, setting: str, method: str, seed: int):
 
 
 def save_student(folder: Path, model, tokenizer, log: pl.DataFrame) -> None:
-    """Write the checkpoint, tokenizer and train_log.parquet into ``folder`` atomically (a temporary folder, then rename)."""
+    """Write the checkpoint, tokenizer and train_log.parquet into ``folder`` atomically (a temporary folder, then rename),
+    and the training curve to ``training_curve_file(folder)``."""
     with atomic_dir(folder) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_parquet(log, tmp / "train_log.parquet")
+    write_training_curve(log, training_curve_file(folder))
     last = log.tail(1).to_dicts()[0]
     print(f"{folder}: {len(log)} steps, last ce {last['ce']:.4f}, align {last['align']:.4f}")
 

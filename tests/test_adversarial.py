@@ -71,12 +71,16 @@ def test_keyword_addition_inserts_distinct_target_keywords_and_keeps_the_sentenc
     for word in text.split():  # the original words stay, in order
         added.remove(word)
     assert len(added) == 2 and len(set(added)) == 2 and set(added) <= {"volume", "louder", "sound"}
-    assert sorted(keyword_addition(text, target_keywords=["volume"], rng=np.random.default_rng(0), n_insert=3).split()) == sorted(text.split() + ["volume"])
+    added = keyword_addition(text, target_keywords=["volume"], rng=np.random.default_rng(0), n_insert=3)
+    assert sorted(added.split()) == sorted(text.split() + ["volume"])
 
 
 def test_keyword_replacement_swaps_source_keywords_and_keeps_punctuation():
     attacked = keyword_replacement(
-        "Set an Alarm, please wake me", source_keywords=["alarm", "set", "wake"], target_keywords=["volume", "set", "louder"], rng=np.random.default_rng(0)
+        "Set an Alarm, please wake me",
+        source_keywords=["alarm", "set", "wake"],
+        target_keywords=["volume", "set", "louder"],
+        rng=np.random.default_rng(0),
     )
     words = attacked.split()
     assert [words[0], words[1], words[3], words[5]] == ["Set", "an", "please", "me"]  # the shared keyword "set" stays
@@ -85,7 +89,9 @@ def test_keyword_replacement_swaps_source_keywords_and_keeps_punctuation():
 
 
 def test_keyword_replacement_falls_back_to_a_content_word():
-    attacked = keyword_replacement("what time is it", source_keywords=["alarm"], target_keywords=["volume"], rng=np.random.default_rng(0))
+    attacked = keyword_replacement(
+        "what time is it", source_keywords=["alarm"], target_keywords=["volume"], rng=np.random.default_rng(0)
+    )
     assert attacked == "what volume is it"
 
 

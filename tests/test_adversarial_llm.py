@@ -6,6 +6,7 @@ from pipeline.adversarial_llm import accept_rewrite, clean_generation, llm_rewri
 from pipeline.prompts import ADD_TEMPLATE, REPLACE_TEMPLATE
 from pipeline.scoring.cache import GenerationCache
 
+
 @pytest.fixture(scope="module")
 def attacked(hwu64_keywords):
     """Rule-based attacks on 6 HWU64 test sentences (the first of each class), one target class each."""

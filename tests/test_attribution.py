@@ -104,7 +104,8 @@ def _ig(model, encoded, **options):
     """integrated_gradients of the encoded sentences toward TARGET from their pad-token baseline."""
     encoding, _, baseline = encoded
     return integrated_gradients(
-        model, input_ids=encoding["input_ids"], baseline_ids=baseline, attention_mask=encoding["attention_mask"], target=TARGET, **options
+        model, input_ids=encoding["input_ids"], baseline_ids=baseline, attention_mask=encoding["attention_mask"],
+        target=TARGET, **options
     )
 
 
@@ -114,7 +115,9 @@ def test_integrated_gradients_is_complete(minilm, encoded):
     attribution = _ig(model, encoded, steps=64)
     embed = model.get_input_embeddings()
     with torch.no_grad():
-        logit = lambda ids: model(inputs_embeds=embed(ids), attention_mask=encoding["attention_mask"]).logits[range(3), TARGET]
+        def logit(ids):
+            return model(inputs_embeds=embed(ids), attention_mask=encoding["attention_mask"]).logits[range(3), TARGET]
+
         difference = logit(encoding["input_ids"]) - logit(baseline)
     assert (difference.abs() > 0.05).all()
     assert ((attribution.sum(1) - difference).abs() <= 0.05 * difference.abs()).all()

@@ -23,8 +23,8 @@ def _write_folder(folder, *, train, test, fmt="parquet", labels=None):
 
 def _toy(n_per_label=4):
     labels = ["greet", "bye"]
-    return pl.DataFrame({"text": [f"{l} message number {i}" for l in labels for i in range(n_per_label)],
-                         "label": [l for l in labels for _ in range(n_per_label)]})
+    return pl.DataFrame({"text": [f"{label} message number {i}" for label in labels for i in range(n_per_label)],
+                         "label": [label for label in labels for _ in range(n_per_label)]})
 
 
 def test_banking77_from_the_mirror(shared_data):
@@ -73,7 +73,8 @@ def test_empty_text_names_file_and_row(tmp_path):
 
 
 def test_label_outside_label_set(tmp_path):
-    test = _toy(2).with_columns(pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("shout")).otherwise(pl.col("label")).alias("label"))
+    shout = pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("shout")).otherwise(pl.col("label"))
+    test = _toy(2).with_columns(shout.alias("label"))
     _write_folder(tmp_path / "toy", train=_toy(), test=test, labels=["bye", "greet"])
     with pytest.raises(DataError, match=r"toy/test.parquet: row 1: label 'shout' is not in the label set"):
         _prepare("toy", tmp_path)

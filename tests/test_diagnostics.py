@@ -12,7 +12,9 @@ from pipeline.scoring.cache import ScoreCache
 LABELS = ["card_arrival", "exchange_rate", "top_up_failed"]
 SENTENCES = pl.DataFrame({
     "id": [f"t{i}" for i in range(6)],
-    "text": ["where is my card", "is my card coming", "what rate do you use", "rate for euros", "top up failed", "my top up broke"],
+    "text": [
+        "where is my card", "is my card coming", "what rate do you use", "rate for euros", "top up failed", "my top up broke",
+    ],
     "label": ["card_arrival", "card_arrival", "exchange_rate", "exchange_rate", "top_up_failed", "top_up_failed"],
 })
 TEMPLATE = PromptTemplate(user="Intents:\n{labels}\nMessage: {sentence}", answer_prefix="Intent:")

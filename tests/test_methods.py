@@ -3,7 +3,7 @@ import torch
 
 from pipeline.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words
 from pipeline.errors import ConfigError
-from pipeline.methods import METHODS, Batch, Baseline, Guided, get_method
+from pipeline.methods import METHODS, Baseline, Batch, Guided, get_method
 from pipeline.models import load_student
 from pipeline.priors.fusion import COMBINATIONS
 

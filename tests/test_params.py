@@ -67,9 +67,11 @@ def test_unknown_prior_combination():
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (lambda raw: raw["student"].update(extra_priors=["oracel"]), "student.extra_priors: 'oracel' is not a prior combination or control"),
+    (lambda raw: raw["student"].update(extra_priors=["oracel"]),
+     "student.extra_priors: 'oracel' is not a prior combination or control"),
     (lambda raw: raw["student"].update(extra_priors=["oracle"]), "student.extra_priors: 'oracle' is in student.priors already"),
-    (lambda raw: raw["experiment"].update(extra_settings=["k5-seed9"]), "experiment.extra_settings: 'k5-seed9' is not in experiment.settings"),
+    (lambda raw: raw["experiment"].update(extra_settings=["k5-seed9"]),
+     "experiment.extra_settings: 'k5-seed9' is not in experiment.settings"),
 ])
 def test_extra_rows_are_checked(edit, message):
     raw = _default()

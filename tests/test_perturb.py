@@ -11,9 +11,13 @@ from pipeline.perturb import cap_masks, lime_masks, masked_sentence, sentence_rn
 
 def test_sentence_rng_is_stable_across_processes_and_keyed_by_seed_and_id():
     draw = sentence_rng(seed=7, sentence_id="train-42").integers(0, 2**62, size=4).tolist()
-    code = "from pipeline.perturb import sentence_rng; print(sentence_rng(seed=7, sentence_id='train-42').integers(0, 2**62, size=4).tolist())"
+    code = (
+        "from pipeline.perturb import sentence_rng; "
+        "print(sentence_rng(seed=7, sentence_id='train-42').integers(0, 2**62, size=4).tolist())"
+    )
     # another interpreter with another hash salt must draw the same numbers
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": "123", "PYTHONPATH": str(Path(__file__).parents[1])})
+    env = {"PYTHONHASHSEED": "123", "PYTHONPATH": str(Path(__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == str(draw)
     assert sentence_rng(seed=8, sentence_id="train-42").integers(0, 2**62, size=4).tolist() != draw
     assert sentence_rng(seed=7, sentence_id="train-43").integers(0, 2**62, size=4).tolist() != draw

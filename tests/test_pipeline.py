@@ -70,6 +70,16 @@ def test_every_stage_runs_and_metrics_are_finite(project):
 
 
 @pytest.mark.slow
+def test_dvc_plots_show_draws_loss_ce_and_align_by_step_for_every_trained_model(project):
+    trained = {path.parent.relative_to(project / "models") for path in (project / "models").rglob("train_log.parquet")}
+    plots = json.loads(dvc(project, "plots", "show", "--json"))["data"]
+    assert {path for path in plots if path.startswith("reports/curves/")} == {f"reports/curves/{model}.csv" for model in trained}
+    (curve,) = plots[f"reports/curves/{SETTING}/cap+ig+lime-seed0.csv"]
+    rows = curve["content"]["data"]["values"]
+    assert curve["content"]["encoding"]["x"]["field"] == "step" and {row["field"] for row in rows} == {"loss", "ce", "align"}
+
+
+@pytest.mark.slow
 def test_second_repro_does_nothing(project):
     assert "Data and pipelines are up to date." in dvc(project, "repro")
 
@@ -80,7 +90,8 @@ def test_beta_change_reruns_training_only_with_zero_llm_queries(project):
     edit_params(project, lambda p: p["student"].update(beta=0.5))
     output = dvc(project, "repro")
     assert "Running stage 'guided@" in output and "Running stage 'report'" in output
-    for untouched in ("score@", "priors@", "baseline@", "ig_prior@", "oracle_teacher@", "controls@", "diagnostics@", "fuse@", "adversarial@"):
+    for untouched in ("score@", "priors@", "baseline@", "ig_prior@", "oracle_teacher@", "controls@", "diagnostics@",
+                      "fuse@", "adversarial@"):
         assert f"Running stage '{untouched}" not in output
     assert stats(project) == before  # the score stage did not run: no LLM query
 

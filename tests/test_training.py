@@ -1,14 +1,16 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
 
+from pipeline.artifacts import oracle_teacher_dir, student_dir, training_curve_file
 from pipeline.errors import DataError
 from pipeline.methods import get_method
 from pipeline.models import load_student
-from pipeline.training import _step_gradients, predict_proba, train_student
+from pipeline.training import _step_gradients, predict_proba, train_student, write_training_curve
 
 N_LABELS = 4
 
@@ -91,7 +93,8 @@ def test_guided_method_rejects_missing_or_misaligned_priors(student, examples):
     model, tokenizer, _ = student
     train = _with_prior(examples)
     words, label, prior = train[3]
-    for broken, message in [((words, label, None), "no prior"), ((words, label, prior[:-1]), f"a prior of {len(words) - 1} scores")]:
+    cases = [((words, label, None), "no prior"), ((words, label, prior[:-1]), f"a prior of {len(words) - 1} scores")]
+    for broken, message in cases:
         with pytest.raises(DataError, match=f"training example 3: .*{message}"):
             train_student(
                 model=model, tokenizer=tokenizer, train=train[:3] + [broken], method=get_method("ig"),
@@ -134,3 +137,17 @@ def test_guided_training_logs_both_gradient_norms(student, examples):
     _, log = _train(student, _with_prior(examples), get_method("cap", steps=2, beta=5.0), epochs=1)
     assert (log["grad_norm_ce"] > 0).all() and (log["grad_norm_rest"] > 0).all()
     assert log.select(pl.col("grad_norm_ce", "grad_norm_rest").is_finite().all()).row(0) == (True, True)
+
+
+def test_the_training_curve_is_the_logs_loss_ce_and_align_by_step_under_reports_curves(tmp_path):
+    """dvc.yaml declares these paths as the train stages' outs and plots them by step (top-level ``plots``)."""
+    expected = Path("reports/curves/banking77/k5-seed0/cap+ig-seed1.csv")
+    assert training_curve_file(student_dir("banking77", "k5-seed0", "cap+ig", 1)) == expected
+    assert training_curve_file(oracle_teacher_dir("banking77", 0)) == Path("reports/curves/banking77/oracle-teacher-seed0.csv")
+    log = pl.DataFrame({
+        "step": [1, 2], "epoch": [0, 1], "lr": [1e-4, 0.0], "loss": [1.5, 0.75], "ce": [1.25, 0.5], "align": [0.25, 0.25],
+        "grad_norm_ce": [2.0, 1.0], "grad_norm_rest": [0.5, 0.5],
+    })
+    path = tmp_path / "curves" / "run.csv"
+    write_training_curve(log, path)
+    assert pl.read_csv(path).equals(log.select("step", "loss", "ce", "align"))

@@ -120,7 +120,8 @@ def fuse(
     stacked = torch.zeros(len(priors), len(lengths), width, dtype=torch.float64)
     for k, source in enumerate(priors):
         for i, scores in enumerate(source):
-            stacked[k, i, : len(scores)] = torch.from_numpy(np.array(scores, dtype=np.float64))  # a copy: polars hands out read-only arrays
+            # a copy: polars hands out read-only arrays
+            stacked[k, i, : len(scores)] = torch.from_numpy(np.array(scores, dtype=np.float64))
     normalised = normalise(stacked, method=normalisation, mask=mask.expand_as(stacked))
     fused = normalised.mean(dim=0) if how == "mean" else normalised.amax(dim=0)
     return [fused[i, :d].numpy().copy() for i, d in enumerate(lengths)]

@@ -216,6 +216,8 @@ class GenerationCache(_ShardedCache):
         return self._fill(
             keys,
             validate=lambda indices: llm.encode_prompts(prompts=[prompts[i] for i in indices], max_new_tokens=max_new_tokens),
-            compute=lambda indices: llm.generate(prompts=[prompts[i] for i in indices], max_new_tokens=max_new_tokens, progress=False),
+            compute=lambda indices: llm.generate(
+                prompts=[prompts[i] for i in indices], max_new_tokens=max_new_tokens, progress=False
+            ),
             shard_size=shard_size, progress=progress, desc="LLM generation",
         )

@@ -28,7 +28,8 @@ def test_normalise_padded_torch_batch_ignores_padding():
     root14 = 14.0**0.5
     expected_l2 = torch.tensor([[0.6, 0.8, 0.0], [1 / root14, 3 / root14, 2 / root14], [0.0, 0.0, 0.0]])
     torch.testing.assert_close(normalise(scores, mask=mask), expected_l2)
-    torch.testing.assert_close(normalise(scores, method="minmax", mask=mask), torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.5], [0.0, 0.0, 0.0]]))
+    expected = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.5], [0.0, 0.0, 0.0]])
+    torch.testing.assert_close(normalise(scores, method="minmax", mask=mask), expected)
 
 
 @pytest.mark.parametrize("method", ["l2", "minmax"])

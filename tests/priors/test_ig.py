@@ -25,7 +25,9 @@ def test_ig_prior_gives_one_complete_score_per_word(minilm):
     baseline = pad_baseline(input_ids=encoding["input_ids"], word_index=word_index, pad_token_id=tokenizer.pad_token_id)
     with torch.no_grad():
         model.eval()
-        logit = lambda ids: model(input_ids=ids, attention_mask=encoding["attention_mask"]).logits[range(3), LABELS]
+        def logit(ids):
+            return model(input_ids=ids, attention_mask=encoding["attention_mask"]).logits[range(3), LABELS]
+
         difference = (logit(encoding["input_ids"]) - logit(baseline)).numpy()
         model.train()
     sums = np.array([p.sum() for p in priors])
@@ -44,7 +46,9 @@ def test_ig_prior_does_not_depend_on_batching(minilm):
 def test_ig_prior_scores_truncated_words_zero(minilm):
     model, tokenizer = minilm
     words = "please cancel the pending transfer to my savings account now".split()
-    (scores,) = ig_prior(model, tokenizer, sentences=[words], labels=[0], steps=4, internal_batch_size=4, batch_size=1, max_length=6)
+    (scores,) = ig_prior(
+        model, tokenizer, sentences=[words], labels=[0], steps=4, internal_batch_size=4, batch_size=1, max_length=6
+    )
     assert scores.shape == (len(words),)
     assert (scores[:4] != 0).all() and (scores[4:] == 0).all()
 

@@ -5,14 +5,15 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from pipeline.fewshot import k_shot
 from pipeline.params import PriorsParams
 from pipeline.prompts import PromptTemplate, build_query, split_prompt
 from pipeline.scoring.base import ScoringError, encode_queries
-from pipeline.fewshot import k_shot
 from stages.score import perturbations
 
 CAP = PromptTemplate(
-    user="Classify the customer message into one of these intents:\n{labels}\n\nAnswer with the intent only.\nMessage: {sentence}",
+    user="Classify the customer message into one of these intents:\n{labels}\n\n"
+    "Answer with the intent only.\nMessage: {sentence}",
     answer_prefix="Intent:",
 )
 LIME = PromptTemplate(user="Message: {sentence}", answer_prefix="Intent:")

@@ -32,7 +32,8 @@ class Counting(Scorer):
 def prompt(smollm, banking):
     labels, frame = banking
     prefix, suffix_template = split_prompt(LIME_TEMPLATE, tokenizer=smollm.tokenizer, labels=labels)
-    queries = [build_query(suffix_template, sentence=t, label=l) for t, l in frame.select("text", "label").iter_rows()]
+    rows = frame.select("text", "label").iter_rows()
+    queries = [build_query(suffix_template, sentence=text, label=label) for text, label in rows]
     return prefix, queries
 
 

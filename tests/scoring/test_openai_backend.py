@@ -105,7 +105,7 @@ def prompt(smollm, banking):
     labels, frame = banking
     prefix, suffix_template = split_prompt(LIME_TEMPLATE, tokenizer=smollm.tokenizer, labels=labels)
     rows = frame.head(5).select("text", "label").iter_rows()
-    queries = [build_query(suffix_template, sentence=t, label=l) for t, l in rows]
+    queries = [build_query(suffix_template, sentence=text, label=label) for text, label in rows]
     return prefix, queries + [build_query(suffix_template, sentence="", label="card_arrival")]
 
 
@@ -162,7 +162,8 @@ def test_replicas_share_the_batches_and_one_killed_mid_run_changes_no_score(smol
     prefix, queries = prompt
     queries = queries * 3  # 18 one-query batches, so both servers are busy when one dies
     with FakeVllm(smollm) as single:
-        expected = OpenAIScorer(model=MODEL, base_url=single.url, batch_size=1).score(prefix=prefix, queries=queries, progress=False)
+        scorer = OpenAIScorer(model=MODEL, base_url=single.url, batch_size=1)
+        expected = scorer.score(prefix=prefix, queries=queries, progress=False)
     with FakeVllm(smollm, kill_after=2) as doomed, FakeVllm(smollm) as survivor:
         scorer = OpenAIScorer(model=MODEL, base_url=[doomed.url, survivor.url], batch_size=1, retries=1, backoff=0.01)
         scores = scorer.score(prefix=prefix, queries=queries, progress=False)

@@ -7,7 +7,8 @@ from pipeline.scoring import ScoringError
 
 
 def _queries(suffix_template, frame):
-    queries = [build_query(suffix_template, sentence=t, label=l) for t, l in frame.select("text", "label").iter_rows()]
+    rows = frame.select("text", "label").iter_rows()
+    queries = [build_query(suffix_template, sentence=text, label=label) for text, label in rows]
     # every word masked (empty sentence) and a one-word sentence
     return queries + [
         build_query(suffix_template, sentence="", label="card_arrival"),

@@ -1,0 +1,53 @@
+"""dvc.yaml's deps cover every project module each stage imports, transitively: a code change can never leave a stale stage."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+
+def _module_files(name: str) -> list[Path]:
+    """The project files that importing dotted ``name`` runs: each package's __init__ on the way, then the module."""
+    parts = name.split(".")
+    files = []
+    for end in range(1, len(parts) + 1):
+        base = REPO.joinpath(*parts[:end])
+        files += [c for c in (base.with_suffix(".py"), base / "__init__.py") if c.is_file()]
+    return files
+
+
+def _imported_files(module: str) -> set[Path]:
+    """Project files (pipeline/, stages/) that ``python -m <module>`` runs, transitively."""
+    seen: set[Path] = set()
+    todo = _module_files(module)
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            todo += [f for name in names if name.split(".")[0] in ("pipeline", "stages") for f in _module_files(name)]
+    return {p.relative_to(REPO) for p in seen}
+
+
+def _stages() -> list[tuple[str, str, list[str]]]:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    out = []
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        module = body["cmd"].split()[2]  # "python -m stages.<name> ..."
+        out.append((name, module, [str(d) for d in body.get("deps", [])]))
+    return out
+
+
+@pytest.mark.parametrize(("stage", "module", "deps"), _stages(), ids=[s[0] for s in _stages()])
+def test_stage_deps_cover_every_imported_project_file(stage, module, deps):
+    imported = _imported_files(module)
+    missing = sorted(str(f) for f in imported if not any(str(f) == d or str(f).startswith(d.rstrip("/") + "/") for d in deps))
+    assert not missing, f"dvc.yaml stage {stage!r} imports {missing} but does not list them in its deps"
