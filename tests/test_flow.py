@@ -57,6 +57,7 @@ def _only_banking77_mini_k5_seed0(params: dict) -> None:
     params["data"]["datasets"] = {"banking77_mini": params["data"]["datasets"]["banking77_mini"]}
     params["fewshot"]["seeds"] = [0]
     params["experiment"]["settings"] = ["k5-seed0"]
+    params["experiment"]["extra_settings"] = []
 
 
 @pytest.fixture
@@ -75,6 +76,7 @@ def set_shots(k: int) -> Callable[[dict], None]:
     def edit(params: dict) -> None:
         params["fewshot"]["shots"] = [k]
         params["experiment"]["settings"] = [f"k{k}-seed0"]
+        params["experiment"]["extra_settings"] = []
 
     return edit
 
@@ -122,7 +124,9 @@ def run_the_tiny_profile(project: Path, **runner: str) -> None:
         assert len(result["ran"]) == len(repo.index.graph)  # every stage of the graph, scoring to heatmaps
         assert repo.status() == {}
     metrics = project / "metrics" / "banking77_tiny" / "k2-seed0"
-    assert sorted(p.name for p in metrics.iterdir()) == ["baseline-seed0.json", "cap+ig+lime-seed0.json", "cap-seed0.json"]
+    assert sorted(p.name for p in metrics.iterdir()) == [
+        "baseline-seed0.json", "cap+ig+lime-seed0.json", "cap-seed0.json", "oracle-seed0.json", "random-seed0.json", "teacher",
+    ]
     dvc = subprocess.run([sys.executable, "-m", "dvc", "repro"], capture_output=True, text=True, check=True,
                          env=os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
     assert "Data and pipelines are up to date." in dvc.stdout
