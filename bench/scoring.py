@@ -48,17 +48,31 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def matmul_flops() -> float:
-    """FLOP/s of a large float32 matmul (best of 10)."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    a @ b
-    return 2 * 2048**3 / min(timed(lambda: a @ b)[0] for _ in range(10))
+def matmul_flops(*, device: str = "cpu", dtype: torch.dtype = torch.float32, n: int = 2048) -> float:
+    """FLOP/s of an n x n matmul on ``device`` in ``dtype`` (best of 10, synchronised on CUDA)."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    def run() -> None:
+        a @ b
+        sync()
+
+    run()
+    return 2 * n**3 / min(timed(run)[0] for _ in range(10))
 
 
-def workload(tokenizer) -> tuple[str, list[tuple[str, str]]]:
-    """The CAP prompt's shared prefix and the CAP queries (suffix, target) of N_SENTENCES training sentences."""
+def workload(tokenizer, *, n_sentences: int = N_SENTENCES) -> tuple[str, list[tuple[str, str]]]:
+    """The CAP prompt's shared prefix and the CAP queries (suffix, target) of ``n_sentences`` training sentences.
+
+    Args:
+        tokenizer: the scoring model's tokenizer (it renders the chat template).
+        n_sentences: sentences spread over Banking77's training set (at most its 10,003).
+
+    Returns:
+        (prefix, [(suffix, target), ...]): 16 random masks + the single-word masks per sentence.
+    """
     labels = (DATA / "labels.txt").read_text().split()
-    frame = pl.read_parquet(DATA / "train.parquet").gather_every(10_003 // N_SENTENCES).head(N_SENTENCES)
+    frame = pl.read_parquet(DATA / "train.parquet").gather_every(10_003 // n_sentences).head(n_sentences)
     prefix, suffix_template = split_prompt(CAP_TEMPLATE, tokenizer=tokenizer, labels=labels)
     rng = np.random.default_rng(0)
     queries = [
