@@ -41,7 +41,7 @@ endif
 test: install
 	$(PY) -m pytest
 
-# vLLM on CPU (.venv-vllm) against the transformers backend; not part of `make test` (README: Testing vLLM)
+# vLLM on CPU (.venv-vllm) against the transformers backend; not part of `make test` (README: Testing against real vLLM)
 test-vllm: $(VLLM_VENV)/.installed
 	$(VLLM_VENV)/bin/python -m pytest -m vllm tests/scoring/test_vllm_*.py  # .venv-vllm lacks the training stack
 

