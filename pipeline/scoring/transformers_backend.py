@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import AttentionInterface
+from transformers import AttentionInterface, PreTrainedTokenizerBase
 
 from pipeline.errors import ConfigError
 from pipeline.models import default_dtype, load_causal_lm, model_identity
@@ -105,13 +105,34 @@ class TransformersScorer(Scorer):
     """
 
     def __init__(self, *, model: str, device: str = "cpu", batch_size: int = 32, dtype: str | None = None):
-        if batch_size < 1:
+        if batch_size < 1:  # before the model loads
             raise ConfigError(f"scoring.batch_size: must be >= 1, got {batch_size}")
         torch_dtype = getattr(torch, dtype) if dtype else default_dtype(device)
-        self._model, self.tokenizer = load_causal_lm(model, device=device, dtype=torch_dtype)
-        self.device = device
+        loaded, tokenizer = load_causal_lm(model, device=device, dtype=torch_dtype)
+        self._bind(loaded, tokenizer, batch_size=batch_size,
+                   identity=f"transformers:{model_identity(model)}:{str(torch_dtype).removeprefix('torch.')}")
+
+    @classmethod
+    def from_loaded(
+        cls, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, batch_size: int = 32, identity: str
+    ) -> TransformersScorer:
+        """A scorer over an already built model (e.g. randomly initialised, as bench/gpu_scoring.py does).
+
+        Args:
+            model: a causal LM in eval mode, on its device and in its dtype.
+            tokenizer: the tokenizer whose ids the model reads.
+            batch_size: queries per forward pass.
+            identity: the scorer's cache identity (see :class:`Scorer`).
+        """
+        scorer = cls.__new__(cls)
+        scorer._bind(model, tokenizer, batch_size=batch_size, identity=identity)
+        return scorer
+
+    def _bind(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, batch_size: int, identity: str) -> None:
+        self._model, self.tokenizer = model, tokenizer
+        self.device = str(model.device)
         self.batch_size = batch_size
-        self.identity = f"transformers:{model_identity(model)}:{str(torch_dtype).removeprefix('torch.')}"
+        self.identity = identity
         config = self._model.config.get_text_config()
         self.max_length = getattr(config, "max_position_embeddings", None) or self.tokenizer.model_max_length
         self._pad_id = self.tokenizer.pad_token_id or 0

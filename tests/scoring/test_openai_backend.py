@@ -38,6 +38,23 @@ def _completion(model, tokenizer, prompts: list[list[int]]) -> dict:
     }
 
 
+def _next_token(model, prompts: list[list[int]], token_ids: list[int] | None) -> dict:
+    """A vLLM-shaped answer for max_tokens=1, logprobs=1, return_tokens_as_token_ids: the sampled token's
+    log-prob and, for each of ``token_ids`` (None: a server without logprob_token_ids), its own."""
+    choices = []
+    for index, ids in enumerate(prompts):
+        with torch.inference_mode():
+            logprobs = model(input_ids=torch.tensor([ids])).logits[0, -1].float().log_softmax(-1)
+        generated = int(logprobs.argmax())
+        top = {f"token_id:{t}": float(logprobs[t]) for t in [generated, *(token_ids or [])]}
+        choices.append({
+            "index": index, "text": f"token_id:{generated}", "finish_reason": "length", "stop_reason": None,
+            "logprobs": {"text_offset": [0], "token_logprobs": [float(logprobs[generated])],
+                         "tokens": [f"token_id:{generated}"], "top_logprobs": [top]},
+        })
+    return {"id": "cmpl-test", "object": "text_completion", "created": 0, "model": MODEL, "choices": choices[::-1]}
+
+
 def _generation(model, tokenizer, prompts: list[list[int]], max_tokens: int) -> dict:
     """A vLLM-shaped /v1/completions answer for temperature=0 generation: a plain greedy loop on the real model."""
     choices = []
@@ -54,11 +71,13 @@ def _generation(model, tokenizer, prompts: list[list[int]], max_tokens: int) -> 
 
 
 class FakeVllm:
-    """A local /v1/completions server on a free port (echoed prompt log-probs, or greedy generation);
-    fails the first ``failures`` requests with ``status``; after ``kill_after`` answers it dies like a
+    """A local /v1/completions server on a free port (echoed prompt log-probs, next-token log-probs, or
+    greedy generation); fails the first ``failures`` requests with ``status``; ``token_ids=False``
+    ignores ``logprob_token_ids`` as servers without it do; after ``kill_after`` answers it dies like a
     crashed server: the next request gets no answer and the port refuses connections."""
 
-    def __init__(self, smollm, *, failures: int = 0, status: int = 503, kill_after: int | None = None):
+    def __init__(self, smollm, *, failures: int = 0, status: int = 503, token_ids: bool = True,
+                 kill_after: int | None = None):
         self.requests: list[dict] = []
         outer = self
 
@@ -73,6 +92,9 @@ class FakeVllm:
                     code, payload = (404 if self.path != "/v1/completions" else status), {"error": "unavailable"}
                 elif body.get("echo"):
                     code, payload = 200, _completion(smollm._model, smollm.tokenizer, body["prompt"])
+                elif body.get("logprobs"):
+                    ids = body.get("logprob_token_ids") if token_ids else None
+                    code, payload = 200, _next_token(smollm._model, body["prompt"], ids)
                 else:
                     code, payload = 200, _generation(smollm._model, smollm.tokenizer, body["prompt"], body["max_tokens"])
                 data = json.dumps(payload).encode()
@@ -109,10 +131,11 @@ def prompt(smollm, banking):
     return prefix, queries + [build_query(suffix_template, sentence="", label="card_arrival")]
 
 
-def test_scores_match_the_local_reference(smollm, prompt):
+def test_prompt_logprobs_scores_match_the_local_reference(smollm, prompt):
     prefix, queries = prompt
     with FakeVllm(smollm) as server:
-        scorer = make_scorer(backend="openai", model=MODEL, base_url=server.url + "/", batch_size=4)
+        scorer = make_scorer(backend="openai", model=MODEL, base_url=server.url + "/", batch_size=4,
+                             vllm_mode="prompt_logprobs")
         scores = scorer.score(prefix=prefix, queries=queries, progress=False)
     np.testing.assert_allclose(scores, smollm.score_naive(prefix=prefix, queries=queries, progress=False), rtol=0, atol=1e-5)
     assert [len(r["prompt"]) for r in server.requests] == [4, 2]
@@ -123,10 +146,35 @@ def test_scores_match_the_local_reference(smollm, prompt):
     assert scorer.identity == f"openai:{MODEL}"
 
 
+def test_next_token_scores_match_the_local_reference(smollm, prompt):
+    prefix, queries = prompt
+    with FakeVllm(smollm) as server:
+        scorer = make_scorer(backend="openai", model=MODEL, base_url=server.url, batch_size=4)
+        scores = scorer.score(prefix=prefix, queries=queries, progress=False)
+    np.testing.assert_allclose(scores, smollm.score_naive(prefix=prefix, queries=queries, progress=False), rtol=0, atol=1e-5)
+    prefix_ids, encoded = scorer.encode(prefix=prefix, queries=queries)
+    warm_up, *requests = server.requests
+    assert (warm_up["prompt"], warm_up["max_tokens"], "logprob_token_ids" in warm_up) == ([prefix_ids], 1, False)
+    # one prompt per target token (prefix + suffix + the target's earlier tokens); a request per next token
+    asked = sorted((tuple(p), r["logprob_token_ids"][0]) for r in requests for p in r["prompt"])
+    expected = sorted((tuple(prefix_ids + s + t[:j]), t[j]) for s, t in encoded for j in range(len(t)))
+    assert asked == expected
+    assert all(len(set(r["logprob_token_ids"])) == 1 and r["return_tokens_as_token_ids"] for r in requests)
+
+
+def test_a_server_without_logprob_token_ids_says_to_use_prompt_logprobs(smollm, prompt):
+    prefix, queries = prompt
+    with FakeVllm(smollm, token_ids=False) as server:
+        scorer = OpenAIScorer(model=MODEL, base_url=server.url)
+        with pytest.raises(ScoringError, match="must support logprob_token_ids .* scoring.vllm_mode: prompt_logprobs"):
+            scorer.score(prefix=prefix, queries=queries[:1], progress=False)
+
+
 def test_server_errors_are_retried(smollm, prompt):
     prefix, queries = prompt
     with FakeVllm(smollm, failures=2, status=503) as server:
-        scorer = OpenAIScorer(model=MODEL, base_url=server.url, batch_size=8, retries=2, backoff=0.01)
+        scorer = OpenAIScorer(model=MODEL, base_url=server.url, batch_size=8, retries=2, backoff=0.01,
+                              mode="prompt_logprobs")
         scores = scorer.score(prefix=prefix, queries=queries[:2], progress=False)
     assert len(server.requests) == 3
     np.testing.assert_allclose(scores, smollm.score_naive(prefix=prefix, queries=queries[:2], progress=False), atol=1e-5)

@@ -1,0 +1,22 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_scoring_bench_runs_on_cpu_and_its_baselines_agree():
+    """bench/gpu_scoring.py end to end with the SmolLM2 shape (2 of its layers) on CPU, on a handful of queries."""
+    command = [sys.executable, "bench/gpu_scoring.py", "--shape", "smollm2-135m", "--device", "cpu", "--queries", "4",
+               "--batch-sizes", "2,4", "--full-batch-size", "4", "--naive-queries", "2", "--rounds", "1", "--layers", "2"]
+    done = subprocess.run(command, cwd=REPO, env={"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "PATH": ""},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert "smollm2-135m, 2 layers (random weights, 0.01B non-embedding parameters), float32 on CPU" in out
+    assert "4 queries" in out and "FLOP floor" in out
+    for name in ("naive (one prompt at a time, 2 queries)", "full prompts, batch 4", "prefix reuse, batch 2", "prefix reuse, batch 4"):
+        assert re.search(rf"^{re.escape(name)}\s+\d+\.\d\s+\d+\.\d%\s+\d+\.\dx\s+\d+\.\dx$", out, re.M), (name, out)
+    gaps = re.search(r"max \|reuse - naive\| (\S+), max \|reuse - full\| (\S+) nats", out)
+    assert gaps and max(float(gaps[1]), float(gaps[2].rstrip(","))) < 1e-4, out
