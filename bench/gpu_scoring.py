@@ -19,7 +19,6 @@ Usage (GPU): PYTHONPATH=. .venv/bin/python bench/gpu_scoring.py --shape llama3-8
 
 import argparse
 import math
-import time
 
 import numpy as np
 import torch
@@ -114,23 +113,28 @@ def main() -> None:
     non_embedding = sum(p.numel() for p in model.parameters() if id(p) not in embeddings)
     rate = matmul_flops(device=args.device, dtype=dtype, n=8192 if args.device.startswith("cuda") else 2048)
     floor_qps = rate / (2 * non_embedding * tokens)
-    device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    on_cuda = args.device.startswith("cuda")
+    device_name = torch.cuda.get_device_name(args.device) if on_cuda else f"CPU, {torch.get_num_threads()} threads"
 
-    print(f"{args.shape}, {model.config.num_hidden_layers} layers (random weights, {non_embedding / 1e9:.2f}B non-embedding parameters), {str(dtype)[6:]} on "
+    print(f"{args.shape}, {model.config.num_hidden_layers} layers (random weights, "
+          f"{non_embedding / 1e9:.2f}B non-embedding parameters), {str(dtype)[6:]} on "
           f"{device_name}; Banking77 CAP workload ({args.tokenizer} token ids): prefix {len(prefix_ids)} tokens, "
           f"{len(queries)} queries, mean suffix+target {tokens:.1f} tokens; best of {args.rounds} rounds")
     print(f"matmul {rate / 1e12:.1f} TFLOP/s: FLOP floor {floor_qps:.1f} q/s")
     naive_queries = queries[: args.naive_queries]
     naive_qps, naive = best_qps(lambda: scorer.score_naive(prefix=prefix, queries=naive_queries, progress=False),
                                 n=len(naive_queries), rounds=args.rounds)
-    full_qps, full = best_qps(lambda: score_full_batched(scorer, prefix=prefix, queries=queries, batch_size=args.full_batch_size),
-                              n=len(queries), rounds=args.rounds)
+    full_qps, full = best_qps(
+        lambda: score_full_batched(scorer, prefix=prefix, queries=queries, batch_size=args.full_batch_size),
+        n=len(queries), rounds=args.rounds,
+    )
     rows = [(f"naive (one prompt at a time, {len(naive_queries)} queries)", naive_qps),
             (f"full prompts, batch {args.full_batch_size}", full_qps)]
     reuse = None
     for batch_size in batch_sizes:
         scorer.batch_size = batch_size
-        qps, reuse = best_qps(lambda: scorer.score(prefix=prefix, queries=queries, progress=False), n=len(queries), rounds=args.rounds)
+        qps, reuse = best_qps(lambda: scorer.score(prefix=prefix, queries=queries, progress=False),
+                              n=len(queries), rounds=args.rounds)
         rows.append((f"prefix reuse, batch {batch_size}", qps))
     print(f"{'':44s} {'q/s':>9s} {'% floor':>8s} {'/ full':>8s} {'/ naive':>8s}")
     for name, qps in rows:

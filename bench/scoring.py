@@ -165,7 +165,8 @@ def main() -> None:
         subset = spread(len(queries), args.vllm_queries)
         gap = np.abs(np.array(result["scores"]) - reused[subset]).max()
         rows.append((f"vllm {mode}", result["qps"], f"{len(subset)} queries, max |vllm - reuse| {gap:.1e}"))
-    rows.append(("FLOP floor", floor_qps, f"matmul {rate / 1e9:.0f} GFLOP/s, {non_embedding / 1e6:.1f}M non-embedding parameters"))
+    floor_note = f"matmul {rate / 1e9:.0f} GFLOP/s, {non_embedding / 1e6:.1f}M non-embedding parameters"
+    rows.append(("FLOP floor", floor_qps, floor_note))
     print(f"{'':32s} {'q/s':>8s} {'/ naive':>8s} {'/ floor':>8s} {'/ reuse':>8s}")
     for name, qps, note in rows:
         print(f"{name:32s} {qps:8.2f} {qps / naive_qps:7.1f}x {qps / floor_qps:8.0%} {qps / reuse_qps:7.2f}x  {note}")

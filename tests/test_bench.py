@@ -16,7 +16,8 @@ def test_gpu_scoring_bench_runs_on_cpu_and_its_baselines_agree():
     out = done.stdout
     assert "smollm2-135m, 2 layers (random weights, 0.01B non-embedding parameters), float32 on CPU" in out
     assert "4 queries" in out and "FLOP floor" in out
-    for name in ("naive (one prompt at a time, 2 queries)", "full prompts, batch 4", "prefix reuse, batch 2", "prefix reuse, batch 4"):
+    rows = ("naive (one prompt at a time, 2 queries)", "full prompts, batch 4", "prefix reuse, batch 2", "prefix reuse, batch 4")
+    for name in rows:
         assert re.search(rf"^{re.escape(name)}\s+\d+\.\d\s+\d+\.\d%\s+\d+\.\dx\s+\d+\.\dx$", out, re.M), (name, out)
     gaps = re.search(r"max \|reuse - naive\| (\S+), max \|reuse - full\| (\S+) nats", out)
     assert gaps and max(float(gaps[1]), float(gaps[2].rstrip(","))) < 1e-4, out

@@ -25,12 +25,19 @@ Generation sends token-id prompts with ``SamplingParams(temperature=0)`` and rea
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import numpy as np
 
 from pipeline.errors import ConfigError
 from pipeline.models import load_tokenizer, model_identity, resolve_model
 from pipeline.scoring.base import (
-    EncodedQuery, Query, Scorer, ScoringError, VllmMode, check_vllm_mode, report_progress,
+    EncodedQuery,
+    Query,
+    Scorer,
+    ScoringError,
+    VllmMode,
+    check_vllm_mode,
+    report_progress,
 )
 
 
