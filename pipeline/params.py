@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.errors import ConfigError
 from pipeline.prompts import ADD_TEMPLATE, REPLACE_TEMPLATE, PromptTemplate, RewriteTemplate
-from pipeline.scoring.base import VllmMode
 
 PARAMS_FILE = Path("params.yaml")
 MIRROR_ENV = "CAPFLOW_DATA_MIRROR"
@@ -56,7 +55,7 @@ class ScoringParams(_Section):
         None, description="OpenAI-compatible server for backend=openai, or a list of replicas that share the batches"
     )
     batch_size: int = Field(32, gt=0, description="suffixes scored per forward pass")
-    vllm_mode: VllmMode = Field(
+    vllm_mode: Literal["next_token", "prompt_logprobs"] = Field(
         "next_token", description="vllm/openai backends: next_token (a request per target token, prefix-cached; "
         "faster) or prompt_logprobs (a request per query, whole prompt recomputed)"
     )
