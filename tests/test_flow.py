@@ -58,6 +58,8 @@ def _only_banking77_mini_k5_seed0(params: dict) -> None:
     params["fewshot"]["seeds"] = [0]
     params["experiment"]["settings"] = ["k5-seed0"]
     params["experiment"]["extra_settings"] = []
+    params["student"]["priors"] += params["student"]["extra_priors"]  # every row on the one setting
+    params["student"]["extra_priors"] = []
 
 
 @pytest.fixture
