@@ -141,30 +141,20 @@ def _step_gradients(model: PreTrainedModel, *, ce: Tensor, loss: Tensor, clip: C
     split = loss is not ce  # more terms than the cross-entropy: take its gradient on its own first
     grad_ce = grads(ce, retain=True) if split else None
     grad_total = grads(loss, retain=False)
-    grad_ce = grad_ce if split else grad_total
-    grad_rest = [t - c for t, c in zip(grad_total, grad_ce)] if split else []
-    norm_ce, norm_rest = norm(grad_ce), norm(grad_rest) if split else 0.0
+    if not split:  # cross-entropy only: its gradient is the whole gradient
+        grad_ce, grad_rest = grad_total, []
+    else:
+        grad_rest = [t - c for t, c in zip(grad_total, grad_ce)]
+    norm_ce, norm_rest = norm(grad_ce), (norm(grad_rest) if split else 0.0)
     if clip == "per_term" and split:
         scale_ce, scale_rest = (min(1.0, max_norm / (n + 1e-6)) for n in (norm_ce, norm_rest))
         clipped = [c * scale_ce + r * scale_rest for c, r in zip(grad_ce, grad_rest)]
     else:  # as torch.nn.utils.clip_grad_norm_ on the whole gradient
-        scale = 1.0 if clip == "none" else min(1.0, max_norm / ((norm(grad_total) if split else norm_ce) + 1e-6))
+        total = norm(grad_total) if split else norm_ce
+        scale = 1.0 if clip == "none" else min(1.0, max_norm / (total + 1e-6))
         clipped = [g * scale for g in grad_total]
     for p, g in zip(parameters, clipped):
         p.grad = g
-    return norm_ce, norm_rest
-    grad_ce = grads(ce, retain=True)
-    grad_total = grads(loss, retain=False)
-    grad_rest = [t - c for t, c in zip(grad_total, grad_ce)]
-    norm_ce, norm_rest = norm(grad_ce), norm(grad_rest)
-    if clip == "per_term":
-        scale_ce, scale_rest = (min(1.0, max_norm / (n + 1e-6)) for n in (norm_ce, norm_rest))
-        for p, c, r in zip(parameters, grad_ce, grad_rest):
-            p.grad = c * scale_ce + r * scale_rest
-    else:
-        scale = 1.0 if clip == "none" else min(1.0, max_norm / (norm(grad_total) + 1e-6))
-        for p, g in zip(parameters, grad_total):
-            p.grad = g * scale
     return norm_ce, norm_rest
 
 
