@@ -22,6 +22,7 @@ from scipy.stats import wilcoxon
 
 from pipeline.errors import ArtifactError
 from pipeline.io import atomic_write
+from pipeline.params import setting_group
 from pipeline.priors.fusion import DISPLAY_NAMES
 
 METRIC_KEYS = (
@@ -55,7 +56,6 @@ WILCOXON_MIN_PAIRS = 6  # below 6 non-zero pairs the exact two-sided p is never 
 MDE_ALPHA, MDE_POWER = 0.05, 0.8
 
 _FILE_NAME = re.compile(r"(?P<method>.+)-seed(?P<seed>\d+)\.json")
-_SEEDED_SETTING = re.compile(r"(?P<group>.+)-seed\d+")
 _SCHEMA = {
     "dataset": pl.String,
     "setting_group": pl.String,
@@ -293,12 +293,15 @@ def paper_comparison(frame: pl.DataFrame) -> str:
     return "\n".join(lines + missing + [""])
 
 
-def write_report(*, metrics_dir: Path, out: Path) -> None:
+def write_report(*, metrics_dir: Path, out: Path) -> Path:
     """Write ``out/results.md`` and the DVC plots file ``out/accuracy_by_method.csv``, atomically.
 
     Args:
         metrics_dir: the directory read by ``collect``.
         out: the report directory (created if missing).
+
+    Returns:
+        the path of results.md.
 
     The CSV holds one row per (setting, dataset, method): setting, dataset, method (display name)
     and accuracy (mean over replicates, in %).
@@ -317,7 +320,8 @@ def write_report(*, metrics_dir: Path, out: Path) -> None:
         ]
     )
     out = Path(out)
-    with atomic_write(out / "results.md") as tmp:
+    results = out / "results.md"
+    with atomic_write(results) as tmp:
         tmp.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
     means = frame.group_by("setting_group", "dataset", "method").agg(pl.col("accuracy").mean())
     rows = sorted(means.iter_rows(), key=lambda r: (r[0], _rank(r[1], DATASETS), _rank(r[2], METHODS)))
@@ -328,6 +332,7 @@ def write_report(*, metrics_dir: Path, out: Path) -> None:
     )
     with atomic_write(out / "accuracy_by_method.csv") as tmp:
         accuracy.write_csv(tmp, float_precision=4)
+    return results
 
 
 def _read_metrics(path: Path) -> dict[str, object]:
@@ -351,10 +356,13 @@ def _read_metrics(path: Path) -> dict[str, object]:
         if not low <= value <= 100.0:
             raise ArtifactError(f"{path}: key {key!r} = {value} is outside [{low:g}, 100] (expected percent)")
     setting = path.parent.name
-    seeded = _SEEDED_SETTING.fullmatch(setting)
+    try:
+        group = setting_group(setting)
+    except ValueError as error:
+        raise ArtifactError(f"{path}: {error}") from None
     return {
         "dataset": path.parent.parent.name,
-        "setting_group": setting if seeded is None else seeded["group"],
+        "setting_group": group,
         "replicate": f"{setting}/seed{int(name['seed'])}",
         "method": name["method"],
     } | {key: float(record[key]) for key in METRIC_KEYS}

@@ -226,6 +226,16 @@ def test_collect_names_the_malformed_file(metrics_dir: Path, name: str, content:
     assert str(bad) in str(error.value)
 
 
+def test_collect_names_a_folder_that_is_not_a_setting(metrics_dir: Path):
+    bad = metrics_dir / "hwu64" / "k5-draw1" / "lime-seed0.json"
+    bad.parent.mkdir()
+    bad.write_text(json.dumps({k: 50.0 for k in METRIC_KEYS}))
+
+    with pytest.raises(ArtifactError, match="setting 'k5-draw1' is neither k<K>-seed<S> nor full") as error:
+        collect(metrics_dir)
+    assert str(bad) in str(error.value)
+
+
 def test_collect_rejects_a_missing_or_empty_directory(tmp_path: Path):
     with pytest.raises(ArtifactError, match="metrics directory not found"):
         collect(tmp_path / "absent")
