@@ -16,12 +16,11 @@ from pipeline.heatmaps import render_heatmaps
 from pipeline.io import read_parquet
 from pipeline.models import load_trained_student, resolve_device
 from pipeline.params import Params, load_params
-from pipeline.priors.fusion import DISPLAY_NAMES
+from pipeline.priors.fusion import DISPLAY_NAMES, fuse_priors
 from pipeline.priors.ig import checkpoint_ig
 from pipeline.scoring import scorer_from_params
 from pipeline.scoring.cache import ScoreCache
 from stages.evaluate import self_rationale
-from stages.fuse import fuse_priors
 from stages.priors import cap_lime_priors
 from stages.score import perturbations, score_perturbations
 
