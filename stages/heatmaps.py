@@ -16,13 +16,14 @@ from pipeline.heatmaps import render_heatmaps
 from pipeline.io import read_parquet
 from pipeline.models import load_trained_student, resolve_device
 from pipeline.params import Params, load_params
+from pipeline.perturb import perturbations
 from pipeline.priors.fusion import DISPLAY_NAMES, fuse_priors
 from pipeline.priors.ig import checkpoint_ig
+from pipeline.priors.llm import cap_lime_priors
+from pipeline.scores import score_perturbations
 from pipeline.scoring import scorer_from_params
 from pipeline.scoring.cache import ScoreCache
 from stages.evaluate import self_rationale
-from stages.priors import cap_lime_priors
-from stages.score import perturbations, score_perturbations
 
 STUDENT = "cap+ig+lime"
 
