@@ -28,6 +28,7 @@ DATASET_SCHEMA = {"id": pl.String, "text": pl.String, "label": pl.String}
 SCORES_SCHEMA = {"id": pl.String, "source": pl.String, "mask": pl.List(pl.Boolean), "logprob": pl.Float64}
 PRIORS_SCHEMA = {"id": pl.String, "words": pl.List(pl.String), "scores": pl.List(pl.Float64)}
 ADVERSARIAL_SCHEMA = {name: pl.String for name in ("id", "text", "label", "source_id", "target_class")}
+ATTACKS = ("add", "replace")  # the adversarial test sets of a setting: keyword addition, keyword replacement
 
 
 def priors_frame(ids: Sequence[str], words: Sequence[Sequence[str]], scores: Sequence[np.ndarray]) -> pl.DataFrame:

@@ -1,87 +1,41 @@
 """Stage 6b: evaluate one student: metrics/<dataset>/<setting>/<method>-seed<S>.json (a DVC metric).
 
-Keys, all in percent like the paper: accuracy (test split), validation_accuracy (the split to tune
-on, e.g. ``dvc exp run -S student.beta=0.3``; never report it as a result), adv_add_accuracy, adv_replace_accuracy,
-adv_accuracy (both attacked sets together; the true label is unchanged by the attacks), and
-ERASER comprehensiveness / sufficiency (AOPC) with the rationale = the top words by the
-student's own Integrated Gradients toward its predicted label.
+The metrics are ``pipeline.evaluation``'s: accuracy, validation accuracy (for tuning only),
+adversarial accuracy and ERASER faithfulness of the student's own rationale.
 """
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
-import polars as pl
-import torch
-
-from pipeline.artifacts import ADVERSARIAL, ADVERSARIAL_SCHEMA, DATASET_SCHEMA, DATASETS, METRICS, student_dir
-from pipeline.eraser import faithfulness
-from pipeline.io import atomic_write, read_parquet
+from pipeline.artifacts import (
+    ADVERSARIAL_SCHEMA,
+    ATTACKS,
+    DATASET_SCHEMA,
+    METRICS,
+    adversarial_file,
+    dataset_split_file,
+    student_dir,
+)
+from pipeline.evaluation import evaluate_student
+from pipeline.io import read_parquet, write_json
 from pipeline.models import load_trained_student, resolve_device
-from pipeline.params import EvaluationParams, load_params
-from pipeline.priors.ig import ig_prior
-from pipeline.training import predict_proba
-
-
-def self_rationale(model, tokenizer, sentences: list[list[str]], *, params: EvaluationParams, max_length: int,
-                   device: str) -> tuple[np.ndarray, list[np.ndarray]]:
-    """A student's class probabilities, shape (n, n_labels), and its own IG toward its prediction, one score per word."""
-    probabilities = predict_proba(model, tokenizer, sentences, batch_size=params.batch_size, max_length=max_length, device=device)
-    rationale = ig_prior(model, tokenizer, sentences=sentences, labels=torch.from_numpy(probabilities.argmax(axis=1)),
-                         steps=params.ig_steps, internal_batch_size=params.batch_size, batch_size=params.batch_size,
-                         max_length=max_length)
-    return probabilities, rationale
-
-
-def evaluate_student(model, tokenizer, *, test: pl.DataFrame, validation: pl.DataFrame, attacked: dict[str, pl.DataFrame],
-                     params: EvaluationParams, max_length: int, device: str) -> dict[str, float]:
-    """Accuracy, adversarial accuracy and faithfulness of a trained student, and its validation accuracy (for tuning).
-
-    Args:
-        test: id, text, label of the test split.
-        validation: the same columns of the validation split.
-        attacked: {"add": frame, "replace": frame} with text and (true) label.
-
-    Returns:
-        the metrics dict described in the module docstring.
-    """
-    index = model.config.label2id
-
-    def predict(texts: list[str]) -> np.ndarray:
-        return predict_proba(model, tokenizer, [t.split() for t in texts], batch_size=params.batch_size,
-                             max_length=max_length, device=device)
-
-    def correct(frame: pl.DataFrame, probabilities: np.ndarray) -> np.ndarray:
-        return probabilities.argmax(axis=1) == np.array([index[label] for label in frame["label"]])
-
-    sentences = [t.split() for t in test["text"]]
-    probabilities, rationale = self_rationale(model, tokenizer, sentences, params=params, max_length=max_length, device=device)
-    add, replace = (correct(attacked[name], predict(attacked[name]["text"].to_list())) for name in ("add", "replace"))
-    return {
-        "accuracy": 100.0 * float(correct(test, probabilities).mean()),
-        "validation_accuracy": 100.0 * float(correct(validation, predict(validation["text"].to_list())).mean()),
-        "adv_add_accuracy": 100.0 * float(add.mean()),
-        "adv_replace_accuracy": 100.0 * float(replace.mean()),
-        "adv_accuracy": 100.0 * float(np.concatenate([add, replace]).mean()),
-        **faithfulness(predict, sentences, rationale, fractions=params.fractions),
-    }
+from pipeline.params import load_params
 
 
 def main(dataset: str, setting: str, method: str, seed: int) -> None:
     """Evaluate models/<dataset>/<setting>/<method>-seed<seed> and write its metrics JSON."""
     params = load_params()
     device = resolve_device(params.device)
-    model, tokenizer = load_trained_student(student_dir(dataset, setting, method, seed), device=device)
-    attacked = {name: read_parquet(ADVERSARIAL / dataset / setting / f"{name}.parquet", schema=ADVERSARIAL_SCHEMA)
-                for name in ("add", "replace")}
+    # the student's model folder and metrics file, both named by method and seed
+    model_dir = student_dir(dataset, setting, method, seed)
+    metrics_file = METRICS / dataset / setting / f"{method}-seed{seed}.json"
+    model, tokenizer = load_trained_student(model_dir, device=device)
+    attacked = {name: read_parquet(adversarial_file(dataset, setting, name), schema=ADVERSARIAL_SCHEMA) for name in ATTACKS}
     test, validation = (
-        read_parquet(DATASETS / dataset / f"{split}.parquet", schema=DATASET_SCHEMA) for split in ("test", "validation")
+        read_parquet(dataset_split_file(dataset, split), schema=DATASET_SCHEMA) for split in ("test", "validation")
     )
     metrics = evaluate_student(model, tokenizer, test=test, validation=validation, attacked=attacked,
                                params=params.evaluation, max_length=params.student.max_length, device=device)
-    with atomic_write(METRICS / dataset / setting / f"{method}-seed{seed}.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(metrics, metrics_file)
     print(f"{dataset}/{setting}/{method}-seed{seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
 
 
