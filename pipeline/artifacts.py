@@ -22,11 +22,14 @@ MODELS = Path("models")  # <dataset>/<setting>/<model name>-seed<S>/, <dataset>/
 METRICS = Path("metrics")  # <dataset>/<setting>/<model name>-seed<S>.json, adversarial.json, teacher/diagnostics.json
 REPORTS = Path("reports")
 CURVES = REPORTS / "curves"  # <model folder below models/>.csv: training curves (DVC plots)
+ADVERSARIAL_METRICS = "adversarial.json"  # beside a setting's students' metrics: the attack stage's
+HEATMAPS = REPORTS / "heatmaps"  # <dataset>/<setting>/{index.html,<id>.png}
 
 DATASET_SCHEMA = {"id": pl.String, "text": pl.String, "label": pl.String}
 SCORES_SCHEMA = {"id": pl.String, "source": pl.String, "mask": pl.List(pl.Boolean), "logprob": pl.Float64}
 PRIORS_SCHEMA = {"id": pl.String, "words": pl.List(pl.String), "scores": pl.List(pl.Float64)}
 ADVERSARIAL_SCHEMA = {name: pl.String for name in ("id", "text", "label", "source_id", "target_class")}
+ATTACKS = ("add", "replace")  # the adversarial test sets of a setting: keyword addition, keyword replacement
 
 
 def priors_frame(ids: Sequence[str], words: Sequence[Sequence[str]], scores: Sequence[np.ndarray]) -> pl.DataFrame:
@@ -72,7 +75,62 @@ def student_metrics_file(dataset: str, setting: str, name: str, seed: int) -> Pa
 
 def adversarial_metrics_file(dataset: str, setting: str) -> Path:
     """The adversarial accuracies of every student of a setting, keyed by ``<model name>-seed<S>``."""
-    return METRICS / dataset / setting / "adversarial.json"
+    return METRICS / dataset / setting / ADVERSARIAL_METRICS
+
+
+def dataset_split_file(dataset: str, split: str) -> Path:
+    """One split (train, validation or test) of a prepared dataset."""
+    return DATASETS / dataset / f"{split}.parquet"
+
+
+def fewshot_file(dataset: str, setting: str) -> Path:
+    """The training sentences of a setting (k<K>-seed<S> or full)."""
+    return FEWSHOT / dataset / f"{setting}.parquet"
+
+
+def scores_file(dataset: str, setting: str) -> Path:
+    """The teacher LLM's scores of every CAP and LIME perturbation of a setting."""
+    return SCORES / dataset / f"{setting}.parquet"
+
+
+def scores_stats_file(dataset: str, setting: str) -> Path:
+    """The score stage's counters of a setting (a DVC metric): queries, cache hits, LLM queries, time."""
+    return SCORES / dataset / f"{setting}.stats.json"
+
+
+def prior_file(dataset: str, setting: str, source: str) -> Path:
+    """One prior source's scores of a setting's training sentences (``pipeline.priors.sources``)."""
+    return PRIORS / dataset / setting / f"{source}.parquet"
+
+
+def fused_file(dataset: str, setting: str, combination: str) -> Path:
+    """One prior combination of a setting (``pipeline.priors.fusion.COMBINATIONS``)."""
+    return FUSED / dataset / setting / f"{combination}.parquet"
+
+
+def adversarial_dir(dataset: str, setting: str) -> Path:
+    """The adversarial test sets of a setting and their generation record (the adversarial stage's out)."""
+    return ADVERSARIAL / dataset / setting
+
+
+def adversarial_file(dataset: str, setting: str, attack: str) -> Path:
+    """One attacked test set (add or replace) of a setting."""
+    return adversarial_dir(dataset, setting) / f"{attack}.parquet"
+
+
+def generation_file(dataset: str, setting: str) -> Path:
+    """How a setting's adversarial sets were generated: generator, LLM, prompts, rows per generator."""
+    return adversarial_dir(dataset, setting) / "generation.json"
+
+
+def heatmaps_dir(dataset: str, setting: str) -> Path:
+    """The heatmap pictures of a setting: one PNG per sentence, beside ``heatmaps_page``."""
+    return HEATMAPS / dataset / setting
+
+
+def heatmaps_page(dataset: str, setting: str) -> Path:
+    """The HTML page that shows every heatmap sentence of a setting."""
+    return heatmaps_dir(dataset, setting) / "index.html"
 
 
 def oracle_teacher_dir(dataset: str, seed: int) -> Path:
@@ -92,4 +150,4 @@ def diagnostics_file(dataset: str, setting: str) -> Path:
 
 def label_names(dataset: str) -> list[str]:
     """The dataset's label set, sorted: the label space of its prompts, and class index i of every student."""
-    return sorted(read_parquet(DATASETS / dataset / "train.parquet", schema=DATASET_SCHEMA)["label"].unique())
+    return sorted(read_parquet(dataset_split_file(dataset, "train"), schema=DATASET_SCHEMA)["label"].unique())

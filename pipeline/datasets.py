@@ -13,8 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.errors import DataError
-from pipeline.params import DatasetParams
+from pipeline.errors import ConfigError, DataError
+from pipeline.params import DatasetParams, Params, mirror_dir
 
 SPLITS = ("train", "validation", "test")
 REQUIRED_SPLITS = ("train", "test")
@@ -190,3 +190,27 @@ def prepare_dataset(name: str, config: DatasetParams, *, mirror: Path | None, va
     if "validation" not in out:
         out["validation"] = _stratified_draw(out["train"], fraction=validation_fraction, seed=split_seed)
     return out
+
+
+def build_dataset(params: Params, name: str) -> dict[str, pl.DataFrame]:
+    """The validated splits of the configured dataset ``name``, read from the mirror or the hub.
+
+    Args:
+        params: ``data`` (the dataset's entry, the mirror, the validation draw).
+        name: a key of ``data.datasets``.
+
+    Returns:
+        split name (train, validation, test) -> frame with columns id, text, label.
+
+    Raises:
+        ConfigError: ``name`` is not configured.
+    """
+    if name not in params.data.datasets:
+        raise ConfigError(f"dataset {name!r} is not in data.datasets ({', '.join(params.data.datasets)})")
+    return prepare_dataset(
+        name,
+        params.data.datasets[name],
+        mirror=mirror_dir(params),
+        validation_fraction=params.data.validation_fraction,
+        split_seed=params.data.split_seed,
+    )

@@ -4,6 +4,7 @@
   of log p(label | prompt(sentence)), the same quantity the CAP prior regresses. Multi-token labels
   are scored by their summed log-probability, as in the prior.
 - ``prior_agreement``: the mean per-sentence Spearman correlation between two priors' word scores.
+- ``setting_diagnostics``: both, for one setting (the diagnostics stage's metric).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from scipy.stats import spearmanr
 from pipeline.prompts import PromptTemplate, build_query, split_prompt
 from pipeline.scoring.base import Scorer
 from pipeline.scoring.cache import ScoreCache
+
+COMPARED = ("cap", "lime", "ig", "oracle")  # the priors whose agreement is reported
 
 
 def zero_shot_accuracy(
@@ -69,3 +72,24 @@ def prior_agreement(priors: Mapping[str, pl.DataFrame]) -> dict[str, float]:
                 rhos.append(spearmanr(left, right).statistic)
         agreement[f"{a}~{b}"] = float(np.mean(rhos)) if rhos else float("nan")
     return agreement
+
+
+def setting_diagnostics(
+    *, test: pl.DataFrame, labels: Sequence[str], priors: Mapping[str, pl.DataFrame], template: PromptTemplate,
+    scorer: Scorer, cache: ScoreCache,
+) -> dict:
+    """The teacher diagnostics of a setting: its zero-shot accuracy on the test split and the agreement of its priors.
+
+    Args:
+        test: text and label of the test split.
+        labels: the label space in prompt order.
+        priors: name (``COMPARED``) -> the setting's priors-contract frame.
+        template: the CAP prompt.
+        scorer: the teacher LLM.
+        cache: the score cache.
+
+    Returns:
+        ``zero_shot_accuracy``'s keys and ``spearman``: ``prior_agreement`` of ``priors``.
+    """
+    teacher = zero_shot_accuracy(sentences=test, labels=labels, template=template, scorer=scorer, cache=cache)
+    return teacher | {"spearman": prior_agreement(priors)}

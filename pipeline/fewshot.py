@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.errors import DataError
+from pipeline.params import FewshotParams, parse_setting, setting_names
 
 
 def training_pool(train: pl.DataFrame, validation: pl.DataFrame) -> pl.DataFrame:
@@ -29,3 +30,25 @@ def k_shot(pool: pl.DataFrame, *, k: int, seed: int) -> pl.DataFrame:
             raise DataError(f"label {label[0]!r} has {len(group)} training rows, fewer than k={k}")
         picked.append(group[np.sort(rng.choice(len(group), size=k, replace=False))])
     return pl.concat(picked)
+
+
+def fewshot_settings(train: pl.DataFrame, validation: pl.DataFrame, *, params: FewshotParams) -> dict[str, pl.DataFrame]:
+    """Every configured setting's training sentences: a k-shot draw per k<K>-seed<S>, the whole pool for ``full``.
+
+    Args:
+        train: id, text, label of the dataset's train split.
+        validation: its validation split (kept out of every setting).
+        params: the shots, seeds and ``full`` switch.
+
+    Returns:
+        setting name -> frame (id, text, label), in ``setting_names`` order.
+
+    Raises:
+        DataError: a label has fewer rows than a setting's K.
+    """
+    pool = training_pool(train, validation)
+    settings = {}
+    for setting in setting_names(params):
+        k, seed = parse_setting(setting)
+        settings[setting] = pool if k is None else k_shot(pool, k=k, seed=seed)
+    return settings

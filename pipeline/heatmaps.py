@@ -1,5 +1,9 @@
 """Word-attribution heatmaps: one HTML page for all sentences and one PNG picture per sentence.
 
+``heatmap_rows`` computes what is drawn: for a few test sentences, every prior (CAP, LIME, IG,
+CAP Hybrid) exactly as the prior stages compute them for training sentences (LLM queries go through
+the score cache), and the trained CAP Hybrid student's own IG toward its prediction.
+
 Each attribution source of a sentence is one row of words coloured by score: red for positive,
 blue for negative, white for zero. A row is scaled by its own largest absolute score, so colours
 compare the words of one source, not magnitudes across sources (the sources live on different
@@ -14,12 +18,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.patches import FancyBboxPatch
 
+from pipeline.evaluation import self_rationale
 from pipeline.io import atomic_write
+from pipeline.models import load_trained_student, resolve_device
+from pipeline.params import Params
+from pipeline.priors.fusion import DISPLAY_NAMES, HYBRID, fuse_priors
+from pipeline.priors.ig import checkpoint_ig_priors
+from pipeline.priors.llm import cap_lime_priors
+from pipeline.scores import score_sentences
+from pipeline.scoring import Scorer
+from pipeline.scoring.cache import ScoreCache
+
+SHOWN = ("cap", "lime", "ig", HYBRID)  # the prior combinations drawn, in order
 
 _POSITIVE = np.array([0.84, 0.15, 0.16])  # matplotlib's tab:red
 _NEGATIVE = np.array([0.12, 0.47, 0.71])  # tab:blue
@@ -54,6 +70,61 @@ span.w { display: inline-block; font-size: 14px; padding: 2px 4px; margin: 1px 0
 <p>Red: positive score, blue: negative, white: zero. Each row is scaled by its largest absolute
 score; hover over a word for its score.</p>
 """
+
+
+def shown_sentences(test: pl.DataFrame, *, labels: Sequence[str], n: int) -> pl.DataFrame:
+    """The first test sentence of each of the first ``n`` labels (``evaluation.heatmap_sentences``).
+
+    Args:
+        test: id, text, label of the test split.
+        labels: the dataset's labels, sorted.
+        n: how many labels are shown.
+
+    Returns:
+        one row of ``test`` per shown label, in test order.
+    """
+    shown = test.filter(pl.col("label").is_in(list(labels[:n])))
+    return shown.unique("label", keep="first", maintain_order=True)
+
+
+def heatmap_rows(shown: pl.DataFrame, *, labels: list[str], params: Params, scorer: Scorer, cache: ScoreCache,
+                 teacher: Path, student: Path) -> list[dict]:
+    """The rows :func:`render_heatmaps` draws: words, labels, and one attribution per source.
+
+    Args:
+        shown: id, text, label of the sentences to draw.
+        labels: the label space in prompt order.
+        params: the run's parameters (priors, scoring templates, evaluation, student.max_length, device).
+        scorer: the teacher LLM; its scores go through ``cache``.
+        cache: the score cache.
+        teacher: the checkpoint the IG prior comes from (the baseline student).
+        student: the trained CAP Hybrid student's checkpoint.
+
+    Returns:
+        one mapping per sentence of ``shown`` in :func:`render_heatmaps`' format: the priors of
+        ``SHOWN`` by display name, then the student's own IG toward its prediction.
+    """
+    device = resolve_device(params.device)
+    words = [text.split() for text in shown["text"]]
+    scores = score_sentences(shown, labels=labels, params=params, scorer=scorer, cache=cache)
+    priors = cap_lime_priors(shown, scores, params=params.priors) | {"ig": checkpoint_ig_priors(teacher, shown, params=params)}
+    fused = fuse_priors(priors, how=params.priors.fusion, normalisation=params.priors.normalisation)
+
+    model, tokenizer = load_trained_student(student, device=device)
+    probabilities, own = self_rationale(model, tokenizer, words, params=params.evaluation,
+                                        max_length=params.student.max_length, device=device)
+    predicted = probabilities.argmax(axis=1)
+    return [
+        {
+            "id": row["id"], "label": row["label"], "words": words[i],
+            "predicted": model.config.id2label[int(predicted[i])], "probability": float(probabilities[i, predicted[i]]),
+            "attributions": {
+                **{DISPLAY_NAMES[name]: fused[name]["scores"][i].to_numpy() for name in SHOWN},
+                f"student ({DISPLAY_NAMES[HYBRID]})": own[i],
+            },
+        }
+        for i, row in enumerate(shown.iter_rows(named=True))
+    ]
 
 
 def render_heatmaps(rows: Sequence[Mapping[str, object]], *, html_out: Path, png_dir: Path) -> None:

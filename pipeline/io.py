@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -53,6 +54,12 @@ def write_parquet(frame: pl.DataFrame, path: str | Path) -> None:
     with atomic_write(path) as tmp:
         # statistics off and one row group: identical input gives byte-identical files
         frame.write_parquet(tmp, compression="zstd", statistics=False, row_group_size=max(len(frame), 1))
+
+
+def write_json(record: dict, path: str | Path) -> None:
+    """Write ``record`` to ``path`` as indented JSON with a final newline, atomically."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def read_parquet(path: str | Path, *, schema: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -8,6 +8,7 @@ params.yaml holds the default (offline CPU) profile and profiles/paper.yaml the 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,6 +20,8 @@ from pipeline.prompts import ADD_TEMPLATE, REPLACE_TEMPLATE, PromptTemplate, Rew
 
 PARAMS_FILE = Path("params.yaml")
 MIRROR_ENV = "CAPFLOW_DATA_MIRROR"
+FULL_SETTING = "full"
+_K_SHOT_SETTING = re.compile(r"k(?P<k>[1-9][0-9]*)-seed(?P<seed>-?[0-9]+)")
 
 
 class _Section(BaseModel):
@@ -253,8 +256,42 @@ class Params(_Section):
 
 def setting_names(fewshot: FewshotParams) -> list[str]:
     """The settings the k-shot stage writes: k<K>-seed<S> for every K and seed, then ``full``."""
-    names = [f"k{k}-seed{s}" for k in fewshot.shots for s in fewshot.seeds]
-    return names + (["full"] if fewshot.full else [])
+    names = [f"{_shots_name(k)}-seed{s}" for k in fewshot.shots for s in fewshot.seeds]
+    return names + ([FULL_SETTING] if fewshot.full else [])
+
+
+def parse_setting(name: str) -> tuple[int | None, int | None]:
+    """The shots per label K and the data seed S of a setting name (the inverse of :func:`setting_names`).
+
+    Args:
+        name: ``k<K>-seed<S>`` or ``full``.
+
+    Returns:
+        (K, S), or (None, None) for ``full`` (the whole training pool, no draw).
+
+    Raises:
+        ValueError: ``name`` is neither form.
+    """
+    if name == FULL_SETTING:
+        return None, None
+    match = _K_SHOT_SETTING.fullmatch(name)
+    if match is None:
+        raise ValueError(f"setting {name!r} is neither k<K>-seed<S> nor {FULL_SETTING}")
+    return int(match["k"]), int(match["seed"])
+
+
+def setting_group(name: str) -> str:
+    """The name the replicates of a setting share: k<K> for every data seed S of k<K>-seed<S>, ``full`` for full.
+
+    Raises:
+        ValueError: ``name`` is not a setting name (:func:`parse_setting`).
+    """
+    k, _ = parse_setting(name)
+    return name if k is None else _shots_name(k)
+
+
+def _shots_name(k: int) -> str:
+    return f"k{k}"
 
 
 def _one_line(error: ValidationError, path: Path) -> str:

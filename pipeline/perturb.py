@@ -8,8 +8,13 @@ sentence from (seed, sentence id), so a sentence's masks do not depend on the or
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
+import polars as pl
+
+if TYPE_CHECKING:
+    from pipeline.params import PriorsParams
 
 
 def sentence_rng(*, seed: int, sentence_id: str) -> np.random.Generator:
@@ -90,6 +95,34 @@ def masked_sentence(words: list[str], mask: np.ndarray) -> str:
     if len(words) != len(mask):
         raise ValueError(f"masked_sentence: {len(words)} words but a mask of length {len(mask)}")
     return " ".join(word for word, keep in zip(words, mask) if keep)
+
+
+MASK_SOURCES = {"cap": cap_masks, "lime": lime_masks}
+
+
+def perturbations(sentences: pl.DataFrame, *, params: PriorsParams) -> pl.DataFrame:
+    """The seeded masks of every sentence: CAP's (n random + d single-word) and LIME's (n samples).
+
+    Each (sentence, source) draws from its own generator seeded by (priors.seed, id, source), so
+    the masks do not depend on row order or on the other source's settings.
+
+    Args:
+        sentences: id, text, label.
+        params: ``priors`` (the seed, ``cap.n`` and ``lime.n``).
+
+    Returns:
+        id, source, mask (list of bool, one per whitespace word), label.
+    """
+    rows = []
+    n_by_source = {"cap": params.cap.n, "lime": params.lime.n}
+    for sentence_id, text, label in sentences.select("id", "text", "label").iter_rows():
+        n_words = len(text.split())
+        for source, draw in MASK_SOURCES.items():
+            rng = sentence_rng(seed=params.seed, sentence_id=f"{sentence_id}/{source}")
+            for mask in draw(n_words, n=n_by_source[source], rng=rng):
+                rows.append((sentence_id, source, mask.tolist(), label))
+    schema = {"id": pl.String, "source": pl.String, "mask": pl.List(pl.Boolean), "label": pl.String}
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def _check_sizes(n_words: int, n: int) -> None:

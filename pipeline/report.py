@@ -23,15 +23,15 @@ import polars as pl
 from scipy.stats import t as student_t
 from scipy.stats import wilcoxon
 
-from pipeline.artifacts import model_name, parse_model_name
+from pipeline.artifacts import ADVERSARIAL_METRICS, model_name, parse_model_name
 from pipeline.errors import ArtifactError
 from pipeline.io import atomic_write
 from pipeline.objectives import OBJECTIVES, objective_class
+from pipeline.params import setting_group
 from pipeline.priors.fusion import COMBINATIONS, DISPLAY_NAMES
 
 METRIC_KEYS = ("accuracy", "validation_accuracy", "comprehensiveness", "sufficiency")
 ADVERSARIAL_KEYS = ("adv_add_accuracy", "adv_replace_accuracy", "adv_accuracy")
-ADVERSARIAL_FILE = "adversarial.json"
 # the four metrics of the paper's tables, with their column labels
 TABLE_METRICS = {
     "accuracy": "Acc",
@@ -57,7 +57,6 @@ WILCOXON_MIN_PAIRS = 6  # below 6 non-zero pairs the exact two-sided p is never 
 MDE_ALPHA, MDE_POWER = 0.05, 0.8
 
 _FILE_NAME = re.compile(r"(?P<method>.+)-seed(?P<seed>\d+)\.json")
-_SEEDED_SETTING = re.compile(r"(?P<group>.+)-seed\d+")
 _SCHEMA = {
     "dataset": pl.String,
     "setting_group": pl.String,
@@ -97,10 +96,10 @@ def collect(metrics_dir: Path) -> pl.DataFrame:
     metrics_dir = Path(metrics_dir)
     if not metrics_dir.is_dir():
         raise ArtifactError(f"{metrics_dir}: metrics directory not found (run the pipeline first)")
-    paths = sorted(p for p in metrics_dir.glob("*/*/*.json") if p.name != ADVERSARIAL_FILE)
+    paths = sorted(p for p in metrics_dir.glob("*/*/*.json") if p.name != ADVERSARIAL_METRICS)
     if not paths:
         raise ArtifactError(f"{metrics_dir}: no metrics files <dataset>/<setting>/<model name>-seed<S>.json")
-    attacked = {path.parent: _read_adversarial(path) for path in metrics_dir.glob(f"*/*/{ADVERSARIAL_FILE}")}
+    attacked = {path.parent: _read_adversarial(path) for path in metrics_dir.glob(f"*/*/{ADVERSARIAL_METRICS}")}
     rows = []
     for path in paths:
         row = _read_metrics(path)
@@ -318,12 +317,15 @@ def paper_comparison(frame: pl.DataFrame) -> str:
     return "\n".join(lines + missing + [""])
 
 
-def write_report(*, metrics_dir: Path, out: Path) -> None:
+def write_report(*, metrics_dir: Path, out: Path) -> Path:
     """Write ``out/results.md`` and the DVC plots file ``out/accuracy_by_method.csv``, atomically.
 
     Args:
         metrics_dir: the directory read by ``collect``.
         out: the report directory (created if missing).
+
+    Returns:
+        the path of results.md.
 
     The CSV holds one row per (setting, dataset, method): setting, dataset, method (display name)
     and accuracy (mean over replicates, in %).
@@ -342,7 +344,8 @@ def write_report(*, metrics_dir: Path, out: Path) -> None:
         ]
     )
     out = Path(out)
-    with atomic_write(out / "results.md") as tmp:
+    results = out / "results.md"
+    with atomic_write(results) as tmp:
         tmp.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
     means = frame.group_by("setting_group", "dataset", "method").agg(pl.col("accuracy").mean())
     rows = sorted(means.iter_rows(), key=lambda r: (r[0], _rank(r[1], DATASETS), _rank(r[2], METHODS)))
@@ -353,6 +356,7 @@ def write_report(*, metrics_dir: Path, out: Path) -> None:
     )
     with atomic_write(out / "accuracy_by_method.csv") as tmp:
         accuracy.write_csv(tmp, float_precision=4)
+    return results
 
 
 def _read_json_object(path: Path) -> dict:
@@ -394,10 +398,13 @@ def _read_metrics(path: Path) -> dict[str, object]:
         raise ArtifactError(f"{path}: file name is not <model name>-seed<S>.json")
     metrics = _checked(_read_json_object(path), METRIC_KEYS, where=str(path))
     setting = path.parent.name
-    seeded = _SEEDED_SETTING.fullmatch(setting)
+    try:
+        group = setting_group(setting)
+    except ValueError as error:
+        raise ArtifactError(f"{path}: {error}") from None
     return {
         "dataset": path.parent.parent.name,
-        "setting_group": setting if seeded is None else seeded["group"],
+        "setting_group": group,
         "replicate": f"{setting}/seed{int(name['seed'])}",
         "method": name["method"],
     } | metrics

@@ -1,4 +1,6 @@
-"""One module per pipeline stage: a pure function plus a thin CLI (`python -m stages.<name>`).
+"""One module per pipeline stage, a thin CLI (`python -m stages.<name>`): arguments, params, `pipeline/` calls, artifacts.
+
+Every path comes from ``pipeline.artifacts``.
 
 dvc.yaml's commands call ``python`` from PATH. Run by a ``dvc`` whose environment is not first
 on PATH (``.venv/bin/dvc repro`` without ``source .venv/bin/activate``), that is often an

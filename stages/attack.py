@@ -1,19 +1,17 @@
 """Stage 6c: adversarial accuracy of every student of a setting: metrics/<dataset>/<setting>/adversarial.json (a DVC metric).
 
-One object per student, keyed ``<model name>-seed<S>`` like its folder: adv_add_accuracy,
-adv_replace_accuracy and adv_accuracy (both attacked sets together), in percent. One stage per
-setting rather than per student: the attacked sets exist only where priors do (the rules take
-their keywords from the CAP prior), and predictions are cheap next to loading a stage.
+One object per student, keyed ``<model name>-seed<S>`` like its folder, with
+``pipeline.evaluation.adversarial_accuracy``'s keys. One stage per setting rather than per student:
+the attacked sets exist only where priors do (the rules take their keywords from the CAP prior),
+and predictions are cheap next to starting a stage.
 """
 
 from __future__ import annotations
 
-import json
-
-from pipeline.artifacts import ADVERSARIAL, ADVERSARIAL_SCHEMA, adversarial_metrics_file, students_of
-from pipeline.attack import ATTACKS, adversarial_accuracy
+from pipeline.artifacts import ADVERSARIAL_SCHEMA, ATTACKS, adversarial_file, adversarial_metrics_file, students_of
 from pipeline.errors import ArtifactError
-from pipeline.io import atomic_write, read_parquet
+from pipeline.evaluation import adversarial_accuracy
+from pipeline.io import read_parquet, write_json
 from pipeline.models import load_trained_student, resolve_device
 from pipeline.params import load_params
 
@@ -22,8 +20,7 @@ def main(dataset: str, setting: str) -> None:
     """Write metrics/<dataset>/<setting>/adversarial.json for every student under models/<dataset>/<setting>/."""
     params = load_params()
     device = resolve_device(params.device)
-    attacked = {name: read_parquet(ADVERSARIAL / dataset / setting / f"{name}.parquet", schema=ADVERSARIAL_SCHEMA)
-                for name in ATTACKS}
+    attacked = {name: read_parquet(adversarial_file(dataset, setting, name), schema=ADVERSARIAL_SCHEMA) for name in ATTACKS}
     folders = students_of(dataset, setting)
     if not folders:
         raise ArtifactError(f"no trained students under models/{dataset}/{setting}; run the train stages first")
@@ -33,8 +30,7 @@ def main(dataset: str, setting: str) -> None:
         metrics[folder.name] = adversarial_accuracy(model, tokenizer, attacked, batch_size=params.evaluation.batch_size,
                                                     max_length=params.student.max_length, device=device)
         print(f"{dataset}/{setting}/{folder.name}: adv_accuracy {metrics[folder.name]['adv_accuracy']:.2f}")
-    with atomic_write(adversarial_metrics_file(dataset, setting)) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(metrics, adversarial_metrics_file(dataset, setting))
 
 
 if __name__ == "__main__":

@@ -6,25 +6,20 @@ sentences; ``random``: a seeded uniform score per word (``pipeline.priors.contro
 
 from __future__ import annotations
 
-from pipeline.artifacts import DATASET_SCHEMA, FEWSHOT, PRIORS, oracle_teacher_dir, priors_frame
+from pipeline.artifacts import DATASET_SCHEMA, fewshot_file, oracle_teacher_dir, prior_file
 from pipeline.io import read_parquet, write_parquet
 from pipeline.params import load_params
-from pipeline.priors.controls import random_prior
-from pipeline.priors.ig import checkpoint_ig
+from pipeline.priors.controls import control_priors
 
 
 def main(dataset: str, setting: str) -> None:
     """Write the setting's oracle and random priors."""
     params = load_params()
-    sentences = read_parquet(FEWSHOT / dataset / f"{setting}.parquet", schema=DATASET_SCHEMA)
-    ids, words = sentences["id"].to_list(), [text.split() for text in sentences["text"]]
-    controls = {
-        "oracle": checkpoint_ig(oracle_teacher_dir(dataset, params.priors.ig.teacher_seed), sentences, params=params),
-        "random": random_prior(ids, words, seed=params.priors.seed),
-    }
-    for name, scores in controls.items():
-        write_parquet(priors_frame(ids, words, scores), PRIORS / dataset / setting / f"{name}.parquet")
-    print(f"{dataset}/{setting}: oracle and random priors of {len(ids)} sentences")
+    sentences = read_parquet(fewshot_file(dataset, setting), schema=DATASET_SCHEMA)
+    teacher = oracle_teacher_dir(dataset, params.priors.ig.teacher_seed)
+    for name, frame in control_priors(sentences, teacher=teacher, params=params).items():
+        write_parquet(frame, prior_file(dataset, setting, name))
+    print(f"{dataset}/{setting}: oracle and random priors of {len(sentences)} sentences")
 
 
 if __name__ == "__main__":

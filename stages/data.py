@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import polars as pl
-
-from pipeline.artifacts import DATASETS
-from pipeline.datasets import prepare_dataset
-from pipeline.errors import ConfigError
+from pipeline.artifacts import dataset_split_file
+from pipeline.datasets import build_dataset
 from pipeline.io import write_parquet
-from pipeline.params import Params, load_params, mirror_dir
-
-
-def build_dataset(params: Params, name: str) -> dict[str, pl.DataFrame]:
-    """Return the validated splits of dataset ``name`` (columns id, text, label)."""
-    if name not in params.data.datasets:
-        raise ConfigError(f"dataset {name!r} is not in data.datasets ({', '.join(params.data.datasets)})")
-    return prepare_dataset(
-        name,
-        params.data.datasets[name],
-        mirror=mirror_dir(params),
-        validation_fraction=params.data.validation_fraction,
-        split_seed=params.data.split_seed,
-    )
+from pipeline.params import load_params
 
 
 def main(dataset: str) -> None:
     """Write data/datasets/<dataset>/{train,validation,test}.parquet."""
     splits = build_dataset(load_params(), dataset)  # everything validated before the first write
     for split, frame in splits.items():
-        write_parquet(frame, DATASETS / dataset / f"{split}.parquet")
+        write_parquet(frame, dataset_split_file(dataset, split))
         print(f"{dataset}/{split}: {len(frame)} rows, {frame['label'].n_unique()} labels")
 
 

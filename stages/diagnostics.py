@@ -9,26 +9,31 @@ from __future__ import annotations
 
 import json
 
-from pipeline.artifacts import DATASET_SCHEMA, DATASETS, PRIORS, PRIORS_SCHEMA, SCORE_CACHE, diagnostics_file, label_names
-from pipeline.diagnostics import prior_agreement, zero_shot_accuracy
-from pipeline.io import atomic_write, read_parquet
+from pipeline.artifacts import (
+    DATASET_SCHEMA,
+    PRIORS_SCHEMA,
+    SCORE_CACHE,
+    dataset_split_file,
+    diagnostics_file,
+    label_names,
+    prior_file,
+)
+from pipeline.diagnostics import COMPARED, setting_diagnostics
+from pipeline.io import read_parquet, write_json
 from pipeline.params import load_params
 from pipeline.scoring import scorer_from_params
 from pipeline.scoring.cache import ScoreCache
-
-COMPARED = ("cap", "lime", "ig", "oracle")
 
 
 def main(dataset: str, setting: str) -> None:
     """Write the setting's teacher diagnostics."""
     params = load_params()
-    test = read_parquet(DATASETS / dataset / "test.parquet", schema=DATASET_SCHEMA)
-    teacher = zero_shot_accuracy(sentences=test, labels=label_names(dataset), template=params.scoring.cap_template,
-                                 scorer=scorer_from_params(params), cache=ScoreCache(SCORE_CACHE))
-    priors = {name: read_parquet(PRIORS / dataset / setting / f"{name}.parquet", schema=PRIORS_SCHEMA) for name in COMPARED}
-    diagnostics = teacher | {"spearman": prior_agreement(priors)}
-    with atomic_write(diagnostics_file(dataset, setting)) as tmp:
-        tmp.write_text(json.dumps(diagnostics, indent=2) + "\n")
+    diagnostics = setting_diagnostics(
+        test=read_parquet(dataset_split_file(dataset, "test"), schema=DATASET_SCHEMA), labels=label_names(dataset),
+        priors={name: read_parquet(prior_file(dataset, setting, name), schema=PRIORS_SCHEMA) for name in COMPARED},
+        template=params.scoring.cap_template, scorer=scorer_from_params(params), cache=ScoreCache(SCORE_CACHE),
+    )
+    write_json(diagnostics, diagnostics_file(dataset, setting))
     print(f"{dataset}/{setting}: {json.dumps(diagnostics)}")
 
 

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from pipeline.artifacts import DATASET_SCHEMA, DATASETS, FEWSHOT
-from pipeline.fewshot import k_shot, training_pool
+from pipeline.artifacts import DATASET_SCHEMA, dataset_split_file, fewshot_file
+from pipeline.fewshot import fewshot_settings
 from pipeline.io import read_parquet, write_parquet
-from pipeline.params import load_params, setting_names
+from pipeline.params import load_params
 
 
 def main(dataset: str) -> None:
     """Write every configured setting of ``dataset`` under data/fewshot/<dataset>/."""
     params = load_params()
-    train = read_parquet(DATASETS / dataset / "train.parquet", schema=DATASET_SCHEMA)
-    validation = read_parquet(DATASETS / dataset / "validation.parquet", schema=DATASET_SCHEMA)
-    pool = training_pool(train, validation)
-    for setting in setting_names(params.fewshot):
-        if setting == "full":
-            frame = pool
-        else:
-            k, seed = (int(part) for part in setting[1:].split("-seed"))
-            frame = k_shot(pool, k=k, seed=seed)
-        write_parquet(frame, FEWSHOT / dataset / f"{setting}.parquet")
+    train, validation = (read_parquet(dataset_split_file(dataset, split), schema=DATASET_SCHEMA)
+                         for split in ("train", "validation"))
+    for setting, frame in fewshot_settings(train, validation, params=params.fewshot).items():
+        write_parquet(frame, fewshot_file(dataset, setting))
         print(f"{dataset}/{setting}: {len(frame)} rows")
 
 

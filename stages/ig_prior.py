@@ -6,20 +6,19 @@ logit over the setting's train set, subword scores summed into whitespace words.
 
 from __future__ import annotations
 
-from pipeline.artifacts import DATASET_SCHEMA, FEWSHOT, PRIORS, priors_frame, student_dir
+from pipeline.artifacts import DATASET_SCHEMA, fewshot_file, prior_file, student_dir
 from pipeline.io import read_parquet, write_parquet
 from pipeline.params import load_params
-from pipeline.priors.ig import checkpoint_ig
+from pipeline.priors.ig import checkpoint_ig_priors
 
 
 def main(dataset: str, setting: str) -> None:
     """Write data/priors/<dataset>/<setting>/ig.parquet from baseline-seed<priors.ig.teacher_seed>."""
     params = load_params()
-    sentences = read_parquet(FEWSHOT / dataset / f"{setting}.parquet", schema=DATASET_SCHEMA)
-    scores = checkpoint_ig(student_dir(dataset, setting, "baseline", params.priors.ig.teacher_seed), sentences, params=params)
-    words = [text.split() for text in sentences["text"]]
-    write_parquet(priors_frame(sentences["id"].to_list(), words, scores), PRIORS / dataset / setting / "ig.parquet")
-    print(f"{dataset}/{setting}/ig: {len(words)} sentences from baseline-seed{params.priors.ig.teacher_seed}")
+    sentences = read_parquet(fewshot_file(dataset, setting), schema=DATASET_SCHEMA)
+    teacher = student_dir(dataset, setting, "baseline", params.priors.ig.teacher_seed)
+    write_parquet(checkpoint_ig_priors(teacher, sentences, params=params), prior_file(dataset, setting, "ig"))
+    print(f"{dataset}/{setting}/ig: {len(sentences)} sentences from baseline-seed{params.priors.ig.teacher_seed}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ student's settings are ``student.*`` but for ``priors.oracle.{epochs, batch_size
 
 from __future__ import annotations
 
-from pipeline.artifacts import DATASET_SCHEMA, DATASETS, label_names, oracle_teacher_dir
+from pipeline.artifacts import DATASET_SCHEMA, dataset_split_file, label_names, oracle_teacher_dir
 from pipeline.errors import DataError
 from pipeline.fewshot import training_pool
 from pipeline.io import read_parquet
@@ -21,7 +21,7 @@ def main(dataset: str) -> None:
     """Write models/<dataset>/oracle-teacher-seed<priors.ig.teacher_seed>/."""
     params = load_params()
     train, validation = (
-        read_parquet(DATASETS / dataset / f"{split}.parquet", schema=DATASET_SCHEMA) for split in ("train", "validation")
+        read_parquet(dataset_split_file(dataset, split), schema=DATASET_SCHEMA) for split in ("train", "validation")
     )
     pool = training_pool(train, validation)
     labels = label_names(dataset)
@@ -29,7 +29,7 @@ def main(dataset: str) -> None:
     if len(pool) <= largest_draw:
         raise DataError(
             f"student.priors: the oracle control needs a full training split larger than the k-shot draws, but "
-            f"{DATASETS / dataset / 'train.parquet'} has {len(pool)} training rows outside validation "
+            f"{dataset_split_file(dataset, 'train')} has {len(pool)} training rows outside validation "
             f"(k-shot draws take up to {largest_draw}); drop 'oracle' from student.priors for this dataset"
         )
     seed = params.priors.ig.teacher_seed

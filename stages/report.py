@@ -10,8 +10,7 @@ from pipeline.report import write_report
 
 def main() -> None:
     """Collect metrics/**.json into reports/."""
-    write_report(metrics_dir=METRICS, out=REPORTS)
-    print(f"wrote {REPORTS / 'results.md'}")
+    print(f"wrote {write_report(metrics_dir=METRICS, out=REPORTS)}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.artifacts import DATASET_SCHEMA, FEWSHOT, FUSED, PRIORS_SCHEMA, label_names, model_name, student_dir
+from pipeline.artifacts import DATASET_SCHEMA, PRIORS_SCHEMA, fewshot_file, fused_file, label_names, model_name, student_dir
 from pipeline.io import read_parquet
 from pipeline.params import load_params
 from pipeline.students import fit_student, save_student
@@ -23,8 +23,8 @@ def main(dataset: str, setting: str, objective: str, seed: int,
          ) -> None:
     """Write models/<dataset>/<setting>/<objective>[.<prior>]-seed<seed>/."""
     params = load_params()
-    sentences = read_parquet(FEWSHOT / dataset / f"{setting}.parquet", schema=DATASET_SCHEMA)
-    frame = None if prior is None else read_parquet(FUSED / dataset / setting / f"{prior}.parquet", schema=PRIORS_SCHEMA)
+    sentences = read_parquet(fewshot_file(dataset, setting), schema=DATASET_SCHEMA)
+    frame = None if prior is None else read_parquet(fused_file(dataset, setting, prior), schema=PRIORS_SCHEMA)
     model, tokenizer, log, modules = fit_student(params, sentences=sentences, labels=label_names(dataset),
                                                  objective=objective, seed=seed, prior=frame)
     save_student(student_dir(dataset, setting, model_name(objective, prior), seed),

@@ -1,9 +1,10 @@
 import polars as pl
 import pytest
 
-from pipeline.datasets import prepare_dataset, read_hub, validate_split
-from pipeline.errors import DataError
-from pipeline.params import DatasetParams
+from pipeline.datasets import build_dataset, prepare_dataset, read_hub, validate_split
+from pipeline.errors import ConfigError, DataError
+from pipeline.params import DatasetParams, load_params
+from tests.conftest import REPO
 
 
 def _prepare(name, mirror, **config):
@@ -58,6 +59,17 @@ def test_new_folder_in_the_documented_format_works_by_configuration(tmp_path):
     splits = _prepare("toy", tmp_path)
     assert len(splits["train"]) == 8 and len(splits["validation"]) == 2
     assert splits["train"].columns == ["id", "text", "label"]
+
+
+def test_build_dataset_reads_the_configured_mirror_and_refuses_an_unconfigured_name(tmp_path, monkeypatch):
+    _write_folder(tmp_path / "toy", train=_toy(), test=_toy(2))
+    params = load_params(REPO / "params.yaml")
+    params = params.model_copy(update={"data": params.data.model_copy(update={"datasets": {"toy": DatasetParams()}})})
+    monkeypatch.setenv("CAPFLOW_DATA_MIRROR", str(tmp_path))
+    splits = build_dataset(params, "toy")
+    assert {split: len(frame) for split, frame in splits.items()} == {"train": 8, "validation": 2, "test": 4}
+    with pytest.raises(ConfigError, match=r"dataset 'banking77' is not in data.datasets \(toy\)"):
+        build_dataset(params, "banking77")
 
 
 def test_nested_folder_by_path(shared_data):

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.diagnostics import prior_agreement, zero_shot_accuracy
+from pipeline.diagnostics import prior_agreement, setting_diagnostics, zero_shot_accuracy
 from pipeline.prompts import PromptTemplate, render_label
 from pipeline.scoring.base import Query, Scorer
 from pipeline.scoring.cache import ScoreCache
@@ -61,3 +61,13 @@ def test_prior_agreement_is_the_mean_per_sentence_spearman():
     assert agreement["a~same"] == pytest.approx(1.0) and agreement["a~reversed"] == pytest.approx(-1.0)
     assert np.isnan(agreement["a~flat"])  # constant scores: rho undefined, no sentence qualifies
     assert list(agreement)[:3] == ["a~same", "a~reversed", "a~flat"]
+
+
+def test_setting_diagnostics_are_the_teacher_accuracy_and_the_prior_agreement(smollm, tmp_path):
+    scorer = HandMadeScorer(smollm.tokenizer, lambda s: LABELS[0])
+    priors = {name: pl.DataFrame({"id": ["a"], "words": [["x", "y", "z"]], "scores": [scores]})
+              for name, scores in (("cap", [1.0, 2.0, 3.0]), ("lime", [3.0, 2.0, 1.0]))}
+    result = setting_diagnostics(test=SENTENCES, labels=LABELS, priors=priors, template=TEMPLATE, scorer=scorer,
+                                 cache=ScoreCache(tmp_path))
+    assert result == zero_shot_accuracy(sentences=SENTENCES, labels=LABELS, template=TEMPLATE, scorer=scorer,
+                                        cache=ScoreCache(tmp_path)) | {"spearman": {"cap~lime": pytest.approx(-1.0)}}

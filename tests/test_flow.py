@@ -127,7 +127,8 @@ def run_the_tiny_profile(project: Path, **runner: str) -> None:
         assert repo.status() == {}
     metrics = project / "metrics" / "banking77_tiny" / "k2-seed0"
     assert sorted(p.name for p in metrics.iterdir()) == [
-        "baseline-seed0.json", "cap+ig+lime-seed0.json", "cap-seed0.json", "oracle-seed0.json", "random-seed0.json", "teacher",
+        "adversarial.json", "baseline-seed0.json", "guided.cap+ig+lime-seed0.json", "guided.cap-seed0.json",
+        "guided.oracle-seed0.json", "guided.random-seed0.json", "teacher",
     ]
     dvc = subprocess.run([sys.executable, "-m", "dvc", "repro"], capture_output=True, text=True, check=True,
                          env=os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
@@ -169,8 +170,8 @@ def test_the_tiny_profile_on_a_two_worker_dask_cluster_with_gpu_stages_holding_a
         run_the_tiny_profile(tmp_path, runner="dask", dask_address=cluster.scheduler_address)
     with Repo(".") as repo:
         assert sorted(tasks.by_stage) == sorted(stage.name for stage in repo.index.graph)
-    gpu = {"score", "baseline", "ig_prior", "oracle_teacher", "controls", "diagnostics", "adversarial", "guided",
-           "evaluate_baseline", "evaluate", "heatmaps"}  # the tiny profile has no *_extra stages
+    gpu = {"score", "train", "ig_prior", "oracle_teacher", "controls", "diagnostics", "adversarial", "guided",
+           "evaluate", "evaluate_guided", "attack", "heatmaps"}  # the tiny profile has no *_extra stages
     for name, resources in tasks.by_stage.items():
         assert resources == ({"GPU": 1} if name.split("@")[0] in gpu else None), name
 
@@ -249,17 +250,17 @@ def test_selection_follows_the_dvc_graph(project: Path) -> None:
         assert names(select_stages(graph, targets=["fewshot"])) == ["data@banking77_mini", "fewshot@banking77_mini"]
         assert len(select_stages(graph)) == len(graph)
 
-        cap_ig = select_stages(graph, targets=["evaluate"], filters={"methods": ["cap+ig"]})
+        cap_ig = select_stages(graph, targets=["evaluate_guided"], filters={"priors": ["cap+ig"]})
         assert [name for name in names(cap_ig) if name.startswith(("guided@", "evaluate"))] == [
-            "evaluate@banking77_mini-k5-seed0-cap+ig-0",
+            "evaluate_guided@banking77_mini-k5-seed0-cap+ig-0",
             "guided@banking77_mini-k5-seed0-cap+ig-0",
         ]
-        assert "baseline@banking77_mini-k5-seed0-0" in names(cap_ig)  # upstream: the IG prior's teacher
+        assert "train@banking77_mini-k5-seed0-baseline-0" in names(cap_ig)  # upstream: the IG prior's teacher
 
-        # a methods filter keeps the baseline (it has no prior) and drops the other priors (the
-        # heatmaps stage is left out: it draws the CAP Hybrid student, so that one is its upstream)
-        cap = names(select_stages(graph, targets=["evaluate", "evaluate_baseline"], filters={"methods": ["cap"], "seeds": [0]}))
-        assert "evaluate_baseline@banking77_mini-k5-seed0-0" in cap
+        # a priors filter keeps the prior-free students and drops the other priors (the heatmaps
+        # stage is left out: it draws the CAP Hybrid student, so that one is its upstream)
+        cap = names(select_stages(graph, targets=["evaluate", "evaluate_guided"], filters={"priors": ["cap"], "seeds": [0]}))
+        assert "evaluate@banking77_mini-k5-seed0-baseline-0" in cap
         assert not any(name.startswith("guided@") and not name.endswith("-cap-0") for name in cap)
 
         plan = waves(cap_ig)

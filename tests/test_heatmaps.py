@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.heatmaps import render_heatmaps
+from pipeline.heatmaps import render_heatmaps, shown_sentences
 
 SOURCES = ("CAP", "LIME", "IG", "CAP Hybrid", "student")
 
@@ -117,3 +117,10 @@ def test_render_heatmaps_rejects_bad_rows(rows: list[dict], tmp_path: Path):
     with pytest.raises(ValueError, match="unique"):
         render_heatmaps([rows[0], dict(rows[1], id="banking77_test/0")], **out)
     assert not out["html_out"].exists()  # validation happens before anything is written
+
+
+def test_shown_sentences_are_the_first_of_each_of_the_first_labels():
+    test = pl.DataFrame({"id": ["t0", "t1", "t2", "t3", "t4"], "text": ["a", "b", "c", "d", "e"],
+                         "label": ["card", "rate", "card", "atm", "rate"]})
+    shown = shown_sentences(test, labels=["atm", "card", "rate"], n=2)
+    assert shown["id"].to_list() == ["t0", "t3"]  # card's first, atm's first, in test order

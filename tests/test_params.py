@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from pipeline.errors import ConfigError
-from pipeline.params import load_params, parse_params, setting_names
+from pipeline.params import FewshotParams, load_params, parse_params, parse_setting, setting_group, setting_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,6 +87,19 @@ def test_extra_rows_are_checked(edit, message):
 def test_setting_names():
     params = parse_params(_default())
     assert setting_names(params.fewshot) == [f"k5-seed{s}" for s in range(5)]
+
+
+def test_parse_setting_inverts_setting_names():
+    names = setting_names(FewshotParams(shots=[1, 16], seeds=[0, -3], full=True))
+    assert names == ["k1-seed0", "k1-seed-3", "k16-seed0", "k16-seed-3", "full"]
+    assert [parse_setting(name) for name in names] == [(1, 0), (1, -3), (16, 0), (16, -3), (None, None)]
+    assert [setting_group(name) for name in names] == ["k1", "k1", "k16", "k16", "full"]
+
+
+@pytest.mark.parametrize("name", ["k5", "k0-seed1", "k5-seed", "5-seed0", "k5-seed0x", "Full", ""])
+def test_parse_setting_rejects_other_names(name):
+    with pytest.raises(ValueError, match="is neither k<K>-seed<S> nor full"):
+        parse_setting(name)
 
 
 def test_adversarial_generator_and_its_prompts_are_checked():

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.report import METRIC_KEYS
+from pipeline.report import ADVERSARIAL_KEYS, METRIC_KEYS
 from tests.conftest import edit_params, make_project
 
 SETTING = "banking77_tiny/k2-seed0"
@@ -39,16 +39,17 @@ def project(tmp_path_factory, shared_data) -> Path:
 
 @pytest.mark.slow
 def test_every_stage_runs_and_metrics_are_finite(project):
-    for method in ("baseline", "cap", "cap+ig+lime", "oracle", "random"):
-        metrics = json.loads((project / "metrics" / SETTING / f"{method}-seed0.json").read_text())
-        assert set(metrics) == set(METRIC_KEYS)
+    attacked = json.loads((project / "metrics" / SETTING / "adversarial.json").read_text())
+    for name in ("baseline", "guided.cap", "guided.cap+ig+lime", "guided.oracle", "guided.random"):
+        metrics = json.loads((project / "metrics" / SETTING / f"{name}-seed0.json").read_text())
+        assert set(metrics) == set(METRIC_KEYS) and set(attacked[f"{name}-seed0"]) == set(ADVERSARIAL_KEYS)
         assert all(math.isfinite(v) for v in metrics.values()), metrics
         assert 0 <= metrics["accuracy"] <= 100
     for source in ("cap", "lime", "ig", "oracle", "random"):
         priors = pl.read_parquet(project / "data/priors" / SETTING / f"{source}.parquet")
         assert len(priors) == 6  # 3 labels x 2 shots
         assert all(len(w) == len(s) for w, s in zip(priors["words"], priors["scores"]))
-    log = pl.read_parquet(project / "models" / SETTING / "cap-seed0" / "train_log.parquet")
+    log = pl.read_parquet(project / "models" / SETTING / "guided.cap-seed0" / "train_log.parquet")
     assert log["align"].is_finite().all()
     assert (log["grad_norm_rest"] > 0).all()
     diagnostics = json.loads((project / "metrics" / SETTING / "teacher" / "diagnostics.json").read_text())
@@ -74,7 +75,7 @@ def test_dvc_plots_show_draws_loss_ce_and_align_by_step_for_every_trained_model(
     trained = {path.parent.relative_to(project / "models") for path in (project / "models").rglob("train_log.parquet")}
     plots = json.loads(dvc(project, "plots", "show", "--json"))["data"]
     assert {path for path in plots if path.startswith("reports/curves/")} == {f"reports/curves/{model}.csv" for model in trained}
-    (curve,) = plots[f"reports/curves/{SETTING}/cap+ig+lime-seed0.csv"]
+    (curve,) = plots[f"reports/curves/{SETTING}/guided.cap+ig+lime-seed0.csv"]
     rows = curve["content"]["data"]["values"]
     assert curve["content"]["encoding"]["x"]["field"] == "step" and {row["field"] for row in rows} == {"loss", "ce", "align"}
 
@@ -87,10 +88,10 @@ def test_second_repro_does_nothing(project):
 @pytest.mark.slow
 def test_beta_change_reruns_training_only_with_zero_llm_queries(project):
     before = stats(project)
-    edit_params(project, lambda p: p["student"].update(beta=0.5))
+    edit_params(project, lambda p: p["student"]["settings"]["guided"].update(beta=0.5))
     output = dvc(project, "repro")
     assert "Running stage 'guided@" in output and "Running stage 'report'" in output
-    for untouched in ("score@", "priors@", "baseline@", "ig_prior@", "oracle_teacher@", "controls@", "diagnostics@",
+    for untouched in ("score@", "priors@", "train@", "ig_prior@", "oracle_teacher@", "controls@", "diagnostics@",
                       "fuse@", "adversarial@"):
         assert f"Running stage '{untouched}" not in output
     assert stats(project) == before  # the score stage did not run: no LLM query

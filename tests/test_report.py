@@ -7,9 +7,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipeline.artifacts import ADVERSARIAL_METRICS
 from pipeline.errors import ArtifactError
 from pipeline.report import (
-    ADVERSARIAL_FILE,
     ADVERSARIAL_KEYS,
     METRIC_KEYS,
     collect,
@@ -47,7 +47,7 @@ def _write(root: Path, dataset: str, setting: str, method: str, seed: int, recor
     path.write_text(json.dumps({k: v for k, v in record.items() if k not in ADVERSARIAL_KEYS}))
     attacked = {k: v for k, v in record.items() if k in ADVERSARIAL_KEYS}
     if attacked:
-        attack_file = path.parent / ADVERSARIAL_FILE
+        attack_file = path.parent / ADVERSARIAL_METRICS
         students = json.loads(attack_file.read_text()) if attack_file.exists() else {}
         attack_file.write_text(json.dumps(students | {path.stem: attacked}))
     return path
@@ -231,6 +231,16 @@ def test_collect_names_the_malformed_file(metrics_dir: Path, name: str, content:
     bad.write_text(content)
 
     with pytest.raises(ArtifactError, match=message) as error:
+        collect(metrics_dir)
+    assert str(bad) in str(error.value)
+
+
+def test_collect_names_a_folder_that_is_not_a_setting(metrics_dir: Path):
+    bad = metrics_dir / "hwu64" / "k5-draw1" / "lime-seed0.json"
+    bad.parent.mkdir()
+    bad.write_text(json.dumps({k: 50.0 for k in METRIC_KEYS}))
+
+    with pytest.raises(ArtifactError, match="setting 'k5-draw1' is neither k<K>-seed<S> nor full") as error:
         collect(metrics_dir)
     assert str(bad) in str(error.value)
 

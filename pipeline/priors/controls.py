@@ -2,7 +2,7 @@
 
 - ``oracle``: Integrated Gradients of a cross-entropy student trained on the dataset's full training
   pool (every train row outside validation), a task-aware prior the few-shot student never sees.
-  It is ``pipeline.priors.ig.ig_prior`` on that teacher; ``stages/controls.py`` wires it.
+  It is ``pipeline.priors.ig.checkpoint_ig_priors`` on that teacher.
 - ``random``: a seeded uniform score in [0, 1) per word, drawn per sentence from (seed, id), so it
   does not depend on row order.
 """
@@ -10,10 +10,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import polars as pl
 
+from pipeline.artifacts import priors_frame
 from pipeline.perturb import sentence_rng
+from pipeline.priors.ig import checkpoint_ig_priors
+
+if TYPE_CHECKING:
+    from pipeline.params import Params
 
 
 def random_prior(ids: Sequence[str], words: Sequence[Sequence[str]], *, seed: int) -> list[np.ndarray]:
@@ -28,3 +36,21 @@ def random_prior(ids: Sequence[str], words: Sequence[Sequence[str]], *, seed: in
         Per sentence, float64 scores of shape (len(words),).
     """
     return [sentence_rng(seed=seed, sentence_id=f"{i}/random").uniform(size=len(w)) for i, w in zip(ids, words, strict=True)]
+
+
+def control_priors(sentences: pl.DataFrame, *, teacher: Path, params: Params) -> dict[str, pl.DataFrame]:
+    """Both control priors of a setting's training sentences.
+
+    Args:
+        sentences: id, text, label.
+        teacher: the oracle teacher's checkpoint (the full-pool cross-entropy student).
+        params: ``priors.seed`` (random) and what :func:`checkpoint_ig_priors` reads (oracle).
+
+    Returns:
+        {"oracle": frame, "random": frame} in the priors contract.
+    """
+    ids, words = sentences["id"].to_list(), [text.split() for text in sentences["text"]]
+    return {
+        "oracle": checkpoint_ig_priors(teacher, sentences, params=params),
+        "random": priors_frame(ids, words, random_prior(ids, words, seed=params.priors.seed)),
+    }

@@ -1,8 +1,9 @@
 """Hybrid priors: normalise each source per sentence, then combine word-wise.
 
-The CAP family fuses the three real sources (IG, LIME, CAP); the controls (``oracle``, ``random``;
-``pipeline.priors.controls``) are prior sources too but are never fused: each is its own single
-combination, trained and reported like the others and marked as a control.
+The CAP family fuses the three real sources (IG, LIME, CAP): every non-empty subset of them is a
+combination. The controls (``oracle``, ``random``; ``pipeline.priors.controls``) are prior sources
+too but are never fused: each is its own single combination, trained and reported like the others
+and marked as a control. All of it follows from the sources declared in ``pipeline.priors.sources``.
 
 ``normalise`` is also the training loop's normaliser for the student's own attribution, so it works
 on torch (B, W) padded batches with a word mask and is differentiable.
@@ -10,35 +11,35 @@ on torch (B, W) padded batches with a word mask and is differentiable.
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import numpy as np
+import polars as pl
 import torch
 
-SOURCES = ("ig", "lime", "cap", "oracle", "random")
-CONTROLS = ("oracle", "random")
+from pipeline.artifacts import priors_frame
+from pipeline.errors import ArtifactError
+from pipeline.priors.sources import SOURCES as PRIOR_SOURCES
+
+SOURCES = tuple(source.name for source in PRIOR_SOURCES)
+CONTROLS = tuple(source.name for source in PRIOR_SOURCES if source.control)
+_FUSED = [source for source in PRIOR_SOURCES if not source.control]
+# every non-empty subset of the fused sources, smaller first, named by its sources in name order
+_SUBSETS = {
+    "+".join(source.name for source in subset): subset
+    for size in range(1, len(_FUSED) + 1)
+    for subset in (sorted(drawn, key=lambda source: source.name) for drawn in itertools.combinations(_FUSED, size))
+}
+HYBRID = next(reversed(_SUBSETS))  # all of them
 COMBINATIONS: dict[str, tuple[str, ...]] = {
-    "ig": ("ig",),
-    "lime": ("lime",),
-    "cap": ("cap",),
-    "ig+lime": ("ig", "lime"),
-    "cap+ig": ("cap", "ig"),
-    "cap+lime": ("cap", "lime"),
-    "cap+ig+lime": ("cap", "ig", "lime"),
-    "oracle": ("oracle",),
-    "random": ("random",),
-}
-DISPLAY_NAMES = {
-    "ig": "IG",
-    "lime": "LIME",
-    "cap": "CAP",
-    "ig+lime": "IG+LIME",
-    "cap+ig": "CAP+IG",
-    "cap+lime": "CAP+LIME",
-    "cap+ig+lime": "CAP Hybrid",
-    "oracle": "Oracle IG (control)",
-    "random": "Random (control)",
-}
+    name: tuple(source.name for source in subset) for name, subset in _SUBSETS.items()
+} | {name: (name,) for name in CONTROLS}
+DISPLAY_NAMES = (
+    {name: "+".join(source.display for source in subset) for name, subset in _SUBSETS.items()}
+    | {HYBRID: "CAP Hybrid"}  # the paper's name
+    | {source.name: source.display for source in PRIOR_SOURCES if source.control}
+)
 
 Normalisation = Literal["l2", "minmax"]
 
@@ -125,3 +126,30 @@ def fuse(
     normalised = normalise(stacked, method=normalisation, mask=mask.expand_as(stacked))
     fused = normalised.mean(dim=0) if how == "mean" else normalised.amax(dim=0)
     return [fused[i, :d].numpy().copy() for i, d in enumerate(lengths)]
+
+
+def fuse_priors(priors: dict[str, pl.DataFrame], *, how: str, normalisation: str) -> dict[str, pl.DataFrame]:
+    """Normalise each source per sentence and combine word-wise, for every combination of the given sources.
+
+    Args:
+        priors: source (a subset of ``SOURCES``) -> priors-contract frame over the same sentences.
+        how: ``fuse``'s word-wise combination ("mean" or "max").
+        normalisation: ``normalise``'s method.
+
+    Returns:
+        combination name -> priors-contract frame, for each combination whose sources are all
+        given (single sources come out normalised).
+
+    Raises:
+        ArtifactError: two sources cover other sentences.
+    """
+    reference = next(iter(priors.values()))
+    for source, frame in priors.items():
+        if frame["id"].to_list() != reference["id"].to_list():
+            raise ArtifactError(f"{source} priors cover other sentences than {next(iter(priors))} priors; rerun the prior stages")
+    vectors = {source: [s.to_numpy() for s in frame["scores"]] for source, frame in priors.items()}
+    return {
+        name: priors_frame(reference["id"], reference["words"].to_list(),
+                           fuse([vectors[s] for s in sources], how=how, normalisation=normalisation))
+        for name, sources in COMBINATIONS.items() if set(sources) <= priors.keys()
+    }

@@ -17,6 +17,7 @@ from captum.attr import LayerIntegratedGradients
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from pipeline.artifacts import priors_frame
 from pipeline.attribution import encode_words, pad_baseline, tokens_to_words
 from pipeline.models import load_trained_student, resolve_device
 
@@ -96,3 +97,18 @@ def checkpoint_ig(folder: Path, sentences: pl.DataFrame, *, params: Params) -> l
                     labels=torch.tensor([model.config.label2id[label] for label in sentences["label"]]),
                     steps=params.priors.ig.steps, internal_batch_size=params.priors.ig.internal_batch_size,
                     batch_size=16, max_length=params.student.max_length)
+
+
+def checkpoint_ig_priors(folder: Path, sentences: pl.DataFrame, *, params: Params) -> pl.DataFrame:
+    """:func:`checkpoint_ig` of ``sentences`` in the priors contract (id, whitespace words, scores).
+
+    Args:
+        folder: a checkpoint written by the train stage.
+        sentences: id, text and label columns.
+        params: as for :func:`checkpoint_ig`.
+
+    Returns:
+        one row per sentence, in order.
+    """
+    scores = checkpoint_ig(folder, sentences, params=params)
+    return priors_frame(sentences["id"].to_list(), [text.split() for text in sentences["text"]], scores)

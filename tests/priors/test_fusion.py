@@ -1,8 +1,11 @@
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
-from pipeline.priors.fusion import COMBINATIONS, CONTROLS, DISPLAY_NAMES, SOURCES, fuse, normalise
+from pipeline.artifacts import priors_frame
+from pipeline.errors import ArtifactError
+from pipeline.priors.fusion import COMBINATIONS, CONTROLS, DISPLAY_NAMES, HYBRID, SOURCES, fuse, fuse_priors, normalise
 
 
 def test_combinations_are_the_seven_paper_variants_in_order_then_the_controls_alone():
@@ -10,6 +13,7 @@ def test_combinations_are_the_seven_paper_variants_in_order_then_the_controls_al
     assert all(set(sources) <= set(SOURCES) and "+".join(sources) == name for name, sources in COMBINATIONS.items())
     assert all(c not in sources for c in CONTROLS for name, sources in COMBINATIONS.items() if name != c)
     assert DISPLAY_NAMES["cap+ig+lime"] == "CAP Hybrid" and set(DISPLAY_NAMES) == set(COMBINATIONS)
+    assert HYBRID == "cap+ig+lime" and list(DISPLAY_NAMES.values())[3:6] == ["IG+LIME", "CAP+IG", "CAP+LIME"]
 
 
 def test_normalise_numpy_vectors():
@@ -60,3 +64,23 @@ def test_fuse_names_the_mismatching_sentence():
         fuse([[np.ones(2), np.ones(3)], [np.ones(2), np.ones(2)]])
     with pytest.raises(ValueError, match="source 0 has 2 sentences but source 1 has 1"):
         fuse([[np.ones(2), np.ones(3)], [np.ones(2)]])
+
+
+def _priors(ids: list[str], *scores: list[float]) -> pl.DataFrame:
+    return priors_frame(ids, [[f"w{j}" for j in range(len(s))] for s in scores], [np.array(s) for s in scores])
+
+
+def test_fuse_priors_writes_every_combination_of_the_given_sources():
+    priors = {"ig": _priors(["a", "b"], [3.0, 4.0], [1.0]), "cap": _priors(["a", "b"], [1.0, 0.0], [-2.0])}
+    fused = fuse_priors(priors, how="mean", normalisation="l2")
+    assert list(fused) == ["ig", "cap", "cap+ig"]  # COMBINATIONS order, only those of ig and cap
+    np.testing.assert_allclose(fused["ig"]["scores"][0].to_numpy(), [0.6, 0.8])
+    np.testing.assert_allclose(fused["cap+ig"]["scores"][0].to_numpy(), [0.8, 0.4])
+    np.testing.assert_allclose(fused["cap+ig"]["scores"][1].to_numpy(), [1.0])
+    assert fused["cap"]["id"].to_list() == ["a", "b"] and fused["cap"]["words"][0].to_list() == ["w0", "w1"]
+
+
+def test_fuse_priors_refuses_sources_over_other_sentences():
+    priors = {"ig": _priors(["a"], [1.0]), "lime": _priors(["b"], [1.0])}
+    with pytest.raises(ArtifactError, match="lime priors cover other sentences than ig priors"):
+        fuse_priors(priors, how="mean", normalisation="l2")

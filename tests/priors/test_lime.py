@@ -5,11 +5,10 @@ from lime.lime_text import LimeTextExplainer
 from scipy.stats import spearmanr
 
 from pipeline.params import PriorsParams
-from pipeline.perturb import lime_masks
+from pipeline.perturb import lime_masks, perturbations
 from pipeline.priors.cap import cap_targets
 from pipeline.priors.lime import lime_prior, lime_targets
-from stages.priors import cap_lime_priors
-from stages.score import perturbations
+from pipeline.priors.llm import cap_lime_priors
 
 
 def _linear_probability(masks: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -7,9 +7,9 @@ from transformers import PreTrainedTokenizerFast
 
 from pipeline.fewshot import k_shot
 from pipeline.params import PriorsParams
+from pipeline.perturb import perturbations
 from pipeline.prompts import PromptTemplate, build_query, split_prompt
 from pipeline.scoring.base import ScoringError, encode_queries
-from stages.score import perturbations
 
 CAP = PromptTemplate(
     user="Classify the customer message into one of these intents:\n{labels}\n\n"
