@@ -17,18 +17,20 @@ x ⊙ M = M e + (1 - M) e_pad (``masked_embeddings``; special tokens are their o
 
 from __future__ import annotations
 
+import functools
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import PreTrainedModel
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from pipeline.attribution import pad_baseline
 from pipeline.errors import ConfigError
 from pipeline.gradcam import hidden_and_pooled, text_grad_cam
+from pipeline.objectives.base import Batch, ExtraModule, Objective, Phase, Task
 
 
 class Masker(nn.Module):
@@ -179,9 +181,31 @@ def stopword_mask(*, words: Sequence[Sequence[str]], word_index: Tensor) -> Tens
     return content.to(word_index.device).gather(1, index)
 
 
+@functools.cache
+def _tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(name_or_path)
+
+
+def _words(model: PreTrainedModel, *, input_ids: Tensor, word_index: Tensor) -> list[list[str]]:
+    """Each sentence's words, spelled back from their tokens (spaces dropped: a word has none).
+
+    A stand-in while ``Batch`` does not carry the words: the tokenizer is loaded from the model's
+    ``name_or_path`` (cached), and a word cut by truncation is spelled from its kept tokens.
+    """
+    tokenizer = _tokenizer(model.name_or_path)
+    sentences = []
+    for ids, index in zip(input_ids.tolist(), word_index.tolist()):
+        pieces: dict[int, list[int]] = {}
+        for token, word in zip(ids, index):
+            if word >= 0:
+                pieces.setdefault(word, []).append(token)
+        sentences.append([tokenizer.decode(pieces[w]).replace(" ", "") for w in sorted(pieces)])
+    return sentences
+
+
 @dataclass(frozen=True)
-class Align:
-    """ALIGN's settings and its two phases' losses.
+class Align(Objective):
+    """ALIGN: a masker phase (from ``warmup_epochs`` on) then a classifier phase every step.
 
     Attributes:
         lambda1: weight of the mask's L1 (mean_R M).
@@ -192,9 +216,11 @@ class Align:
         warmup_epochs: epochs of CE + mixup only before the masker starts.
         masker_lr: the masker's learning rate.
         masker_width: channels of the masker's hidden layers.
-        fixed_mask: ``align-fixed``: no masker; the stop-word mask is the target.
+        fixed_mask: ``align-fixed``: no masker (lambda1, lambda2 and the masker's settings unused);
+            the stop-word mask is the target.
     """
 
+    display = "ALIGN"
     lambda1: float = 0.2
     lambda2: float = 0.1
     lambda3: float = 1.0
@@ -208,66 +234,72 @@ class Align:
     def __post_init__(self) -> None:
         for name in ("lambda1", "lambda2", "lambda3", "lambda4", "warmup_epochs"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"objective align: {name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"align: {name} must be >= 0, got {getattr(self, name)}")
         for name in ("alpha", "masker_lr", "masker_width"):
             if getattr(self, name) <= 0:
-                raise ConfigError(f"objective align: {name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"align: {name} must be > 0, got {getattr(self, name)}")
 
-    def masker(self, *, model: PreTrainedModel) -> Masker:
-        """A fresh masker over the model's word embeddings."""
-        return Masker(embedding_dim=model.get_input_embeddings().embedding_dim, width=self.masker_width)
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        classifier = Phase("classifier", updates=("model",))
+        if self.fixed_mask:
+            return (classifier,)
+        return Phase("masker", updates=("masker",), start_epoch=self.warmup_epochs), classifier
 
-    def masker_terms(
-        self, *, model: PreTrainedModel, masker: Masker, input_ids: Tensor, attention_mask: Tensor, word_index: Tensor,
-        labels: Tensor,
+    def modules(self, *, model: PreTrainedModel, task: Task) -> dict[str, ExtraModule]:
+        if self.fixed_mask:
+            return {}
+        masker = Masker(embedding_dim=model.get_input_embeddings().embedding_dim, width=self.masker_width)
+        return {"masker": ExtraModule(masker, lr=self.masker_lr)}
+
+    def loss(
+        self, *, model: PreTrainedModel, modules: Mapping[str, nn.Module], batch: Batch, logits: Tensor, ce: Tensor,
+        phase: str, epoch: int,
     ) -> tuple[Tensor, dict[str, float]]:
-        """L_M, with the classifier in eval mode (a fixed function for the masker to explain).
+        if phase == "masker":
+            return self._masker_loss(model=model, masker=modules["masker"], batch=batch)
+        if self.fixed_mask:
+            words = _words(model, input_ids=batch.input_ids, word_index=batch.word_index)
+            mask = stopword_mask(words=words, word_index=batch.word_index)
+        else:
+            with torch.no_grad():
+                embeds, _ = word_embeddings(model, input_ids=batch.input_ids, word_index=batch.word_index)
+                mask = modules["masker"](embeds, attention_mask=batch.attention_mask, real=batch.word_index >= 0)
+        return self._classifier_loss(model=model, mask=mask, batch=batch, ce=ce, warm_up=epoch < self.warmup_epochs)
 
-        Returns:
-            (L_M, {"masker_contrast", "masker_l1", "masker_tv", "masker_loss"}).
-        """
-        real = word_index >= 0
-        embeds, baseline = (e.detach() for e in word_embeddings(model, input_ids=input_ids, word_index=word_index))
-        mask = masker(embeds, attention_mask=attention_mask, real=real)
+    def _masker_loss(self, *, model: PreTrainedModel, masker: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        """L_M, with the classifier in eval mode (a fixed function for the masker to explain)."""
+        real = batch.word_index >= 0
+        embeds, baseline = (e.detach() for e in word_embeddings(model, input_ids=batch.input_ids, word_index=batch.word_index))
+        mask = masker(embeds, attention_mask=batch.attention_mask, real=real)
         was_training = model.training
         model.eval()
         try:
-            gap = contrast(model, embeds=embeds, baseline=baseline, mask=mask, attention_mask=attention_mask, labels=labels)
+            gap = contrast(model, embeds=embeds, baseline=baseline, mask=mask, attention_mask=batch.attention_mask,
+                           labels=batch.labels)
         finally:
             model.train(was_training)
         l1, tv = sparsity(mask, real=real), total_variation(mask, real=real)
         loss = gap + self.lambda1 * l1 + self.lambda2 * tv
         return loss, {"masker_contrast": gap.item(), "masker_l1": l1.item(), "masker_tv": tv.item(), "masker_loss": loss.item()}
 
-    def classifier_terms(
-        self, *, model: PreTrainedModel, mask: Tensor, input_ids: Tensor, attention_mask: Tensor, word_index: Tensor,
-        labels: Tensor, ce: Tensor, warm_up: bool,
+    def _classifier_loss(
+        self, *, model: PreTrainedModel, mask: Tensor, batch: Batch, ce: Tensor, warm_up: bool
     ) -> tuple[Tensor, dict[str, float]]:
-        """L_C = CE + lambda3 BCE(s, M) + lambda4 L_mix (the BCE left out while ``warm_up``).
-
-        Args:
-            model: the classifier, in train mode.
-            mask: (B, T) M from the frozen masker (or the fixed mask), detached.
-            input_ids, attention_mask, word_index, labels: the batch.
-            ce: the loop's cross-entropy.
-            warm_up: in the warm-up epochs.
-
-        Returns:
-            (L_C, {"mask_mean", "mix", "bce"}); bce is NaN during warm-up.
-        """
-        real = word_index >= 0
-        embeds = model.get_input_embeddings()(input_ids)
+        """L_C = CE + lambda3 BCE(s, M) + lambda4 L_mix, the BCE left out while ``warm_up``; mask_mean = mean_R M."""
+        real = batch.word_index >= 0
+        embeds = model.get_input_embeddings()(batch.input_ids)
         weight = torch.distributions.Beta(self.alpha, self.alpha).sample().item()
-        order = torch.randperm(len(labels), device=labels.device)
-        mixed = mixup(model, embeds=embeds, attention_mask=attention_mask, labels=labels, weight=weight, order=order)
+        order = torch.randperm(len(batch.labels), device=batch.labels.device)
+        mixed = mixup(model, embeds=embeds, attention_mask=batch.attention_mask, labels=batch.labels, weight=weight, order=order)
         loss, bce = ce + self.lambda4 * mixed, torch.tensor(float("nan"))
         if not warm_up:
             was_training = model.training
             model.eval()
             try:
-                hidden, pooled = hidden_and_pooled(model, input_ids=input_ids, attention_mask=attention_mask)
-                saliency = text_grad_cam(hidden=hidden, scores=model.classifier(pooled), target=labels,
-                                         attention_mask=attention_mask, real=real, create_graph=True)
+                hidden, pooled = hidden_and_pooled(model, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+                saliency = text_grad_cam(hidden=hidden, scores=model.classifier(pooled), target=batch.labels,
+                                         attention_mask=batch.attention_mask, real=real, create_graph=True)
             finally:
                 model.train(was_training)
             bce = alignment(saliency, mask.detach(), real=real)

@@ -15,6 +15,7 @@ CE_y + mu * CE_c; the maps are then still computed, without a graph, to log the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ from transformers import PreTrainedModel
 
 from pipeline.errors import ConfigError
 from pipeline.gradcam import hidden_and_pooled, text_grad_cam
+from pipeline.objectives.base import Batch, ExtraModule, Objective, Phase, Task
 
 
 def dice(first: Tensor, second: Tensor, *, mask: Tensor) -> Tensor:
@@ -42,67 +44,62 @@ def dice(first: Tensor, second: Tensor, *, mask: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class Ex2l:
-    """eX2L: CE_y + mu CE_c + lambda Dice(G_y, G_c) with a confounder head.
+class Ex2l(Objective):
+    """eX2L: CE_y + mu CE_c + lambda Dice(G_y, G_c) with a confounder head (the extra module ``confounder``).
 
     Attributes:
-        confounder: the dataset column holding the confounder (e.g. ``category``).
+        confounder: the dataset column holding the confounder (e.g. ``category``), carried by the
+            batches (``data.datasets.<name>.columns`` must keep it).
         mu: weight of the confounder head's cross-entropy.
         lam: lambda, weight of the Dice penalty; 0 is plain multitask learning.
     """
 
+    display = "eX2L"
     confounder: str = "category"
     mu: float = 1.0
     lam: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.confounder:
-            raise ConfigError("objective ex2l: confounder must name a dataset column")
+            raise ConfigError("ex2l: confounder must name a dataset column")
         for name in ("mu", "lam"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"objective ex2l: {name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"ex2l: {name} must be >= 0, got {getattr(self, name)}")
 
     @property
     def columns(self) -> tuple[str, ...]:
         return (self.confounder,)
 
-    def confounder_head(self, *, model: PreTrainedModel, n_values: int) -> nn.Linear:
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        return (Phase("main", updates=("model", "confounder")),)  # one step trains both heads and the encoder
+
+    def modules(self, *, model: PreTrainedModel, task: Task) -> dict[str, ExtraModule]:
         """h_c: a linear head over the pooled representation, one output per confounder value."""
+        n_values = len(task.column_values[self.confounder])
         if n_values < 2:
-            raise ConfigError(f"objective ex2l: column {self.confounder!r} has {n_values} value(s); a confounder needs 2 or more")
-        return nn.Linear(model.config.hidden_size, n_values)
+            raise ConfigError(f"ex2l: column {self.confounder!r} has {n_values} value(s); a confounder needs 2 or more")
+        return {"confounder": ExtraModule(nn.Linear(model.config.hidden_size, n_values))}
 
-    def terms(
-        self, *, model: PreTrainedModel, head: nn.Module, input_ids: Tensor, attention_mask: Tensor, word_index: Tensor,
-        labels: Tensor, confounders: Tensor, ce: Tensor,
+    def loss(
+        self, *, model: PreTrainedModel, modules: Mapping[str, nn.Module], batch: Batch, logits: Tensor, ce: Tensor,
+        phase: str, epoch: int,
     ) -> tuple[Tensor, dict[str, float]]:
-        """The loss and its logged terms.
-
-        Args:
-            model: the classifier, in train mode.
-            head: h_c.
-            input_ids, attention_mask, word_index: (B, T) the batch.
-            labels: (B,) y.
-            confounders: (B,) c, indices into the confounder's values.
-            ce: CE_y, the loop's cross-entropy.
-
-        Returns:
-            (L, {"ce_confounder", "dice"}).
-        """
-        _, pooled = hidden_and_pooled(model, input_ids=input_ids, attention_mask=attention_mask)
+        head, confounders, real = modules["confounder"], batch.columns[self.confounder], batch.word_index >= 0
+        _, pooled = hidden_and_pooled(model, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
         ce_confounder = F.cross_entropy(head(model.dropout(pooled)).float(), confounders)
         was_training = model.training
         model.eval()
         try:
-            hidden, pooled = hidden_and_pooled(model, input_ids=input_ids, attention_mask=attention_mask)
+            hidden, pooled = hidden_and_pooled(model, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
             maps = [
-                text_grad_cam(hidden=hidden, scores=scores, target=target, attention_mask=attention_mask,
-                              real=word_index >= 0, create_graph=self.lam > 0)
-                for scores, target in ((model.classifier(pooled), labels), (head(pooled), confounders))
+                text_grad_cam(hidden=hidden, scores=scores, target=target, attention_mask=batch.attention_mask, real=real,
+                              create_graph=self.lam > 0)
+                for scores, target in ((model.classifier(pooled), batch.labels), (head(pooled), confounders))
             ]
         finally:
             model.train(was_training)
-        similarity = dice(*maps, mask=word_index >= 0).mean()
+        similarity = dice(*maps, mask=real).mean()
         loss = ce + self.mu * ce_confounder
         if self.lam > 0:  # lambda = 0 stays bitwise the multitask loss
             loss = loss + self.lam * similarity

@@ -1,3 +1,4 @@
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
@@ -6,9 +7,9 @@ from torch import nn
 
 from pipeline.attribution import encode_words, pad_baseline
 from pipeline.errors import ConfigError
+from pipeline.objectives import get_objective
 from pipeline.objectives.align import (
     Align,
-    Masker,
     contrast,
     masked_embeddings,
     sparsity,
@@ -16,7 +17,11 @@ from pipeline.objectives.align import (
     total_variation,
     word_embeddings,
 )
+from pipeline.objectives.base import Phase
+from pipeline.training import set_seed
+from tests.pipeline.objectives.conftest import TASK as PRODUCTS
 
+TASK = PRODUCTS
 SENTENCES = [["the", "food", "was", "great"], ["terrible", "battery", "life"]]
 
 
@@ -70,7 +75,7 @@ def test_the_masker_is_soft_on_words_and_one_elsewhere(minilm):
     model, tokenizer = minilm
     input_ids, attention_mask, word_index = _batch(tokenizer)
     torch.manual_seed(0)
-    masker = Align().masker(model=model)
+    masker = Align().modules(model=model, task=TASK)["masker"].module
     embeds, _ = word_embeddings(model, input_ids=input_ids, word_index=word_index)
     mask = masker(embeds.detach(), attention_mask=attention_mask, real=word_index >= 0)
     assert mask.shape == input_ids.shape
@@ -91,19 +96,62 @@ def test_the_fixed_mask_drops_stop_words_only(minilm):
     assert (word_index[0] == 1).sum() == 2 and (mask[0][word_index[0] == 1] == 1).all()  # "battery," is two tokens, both kept
 
 
-def test_warm_up_leaves_the_alignment_out(minilm):
-    model, tokenizer = minilm
-    input_ids, attention_mask, word_index = _batch(tokenizer)
-    labels = torch.tensor([2, 0])
-    ce = torch.tensor(1.0)
-    torch.manual_seed(0)
-    objective, mask = Align(), torch.rand(input_ids.shape)
-    warm, logged = objective.classifier_terms(model=model, mask=mask, input_ids=input_ids, attention_mask=attention_mask,
-                                              word_index=word_index, labels=labels, ce=ce, warm_up=True)
-    assert warm.item() == pytest.approx(1.0 + logged["mix"]) and logged["bce"] != logged["bce"]
-    after, logged = objective.classifier_terms(model=model, mask=mask, input_ids=input_ids, attention_mask=attention_mask,
-                                               word_index=word_index, labels=labels, ce=ce, warm_up=False)
-    assert after.item() == pytest.approx(1.0 + logged["mix"] + logged["bce"], rel=1e-5) and logged["bce"] > 0
+def _frozen_phase(name, updates):
+    """ALIGN with one phase only, no warm-up: what that phase moves and what it must leave alone."""
+
+    @dataclass(frozen=True)
+    class OnePhase(Align):
+        @property
+        def phases(self):
+            return (Phase(name, updates=updates),)
+
+    return OnePhase(warmup_epochs=0)
+
+
+def _initial_masker(model):
+    set_seed(0)  # as the loop: seed, then create the modules
+    return {k: v.clone() for k, v in Align().modules(model=model, task=TASK)["masker"].module.state_dict().items()}
+
+
+def _same(first, second):
+    return all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_the_masker_phase_moves_only_the_masker(train_products, sentiment_student):
+    model, _, initial = sentiment_student
+    before = _initial_masker(model)
+    model, log, modules = train_products(_frozen_phase("masker", ("masker",)))
+    assert _same(initial, model.state_dict())
+    assert not _same(before, modules["masker"].state_dict())
+    assert log["masker_contrast"].is_finite().all() and "bce" not in log.columns
+
+
+def test_the_classifier_phase_moves_only_the_classifier(train_products, sentiment_student):
+    model, _, initial = sentiment_student
+    before = _initial_masker(model)
+    model, log, modules = train_products(_frozen_phase("classifier", ("model",)))
+    assert _same(before, modules["masker"].state_dict())
+    assert not _same(initial, model.state_dict())
+    assert log["bce"].is_finite().all() and log["mask_mean"].is_between(0, 1).all()
+
+
+def test_the_masker_waits_through_the_warm_up(train_products, sentiment_student):
+    before = _initial_masker(sentiment_student[0])
+    _, log, modules = train_products(get_objective("align"))  # one epoch, all of it warm-up
+    assert _same(before, modules["masker"].state_dict())
+    assert log["bce"].is_nan().all() and log["mix"].is_finite().all() and "masker_loss" not in log.columns
+    assert log["mask_mean"].is_between(0, 1).all()
+
+
+def test_align_and_align_fixed_train_two_steps_after_the_warm_up(train_products):
+    _, log, modules = train_products(get_objective("align", warmup_epochs=0))
+    assert len(log) == 2 and set(modules) == {"masker"}
+    assert all(log[term].is_finite().all() for term in ("masker_loss", "masker_l1", "masker_tv", "bce", "mix", "mask_mean"))
+    fixed = get_objective("align-fixed", warmup_epochs=0)
+    assert [p.name for p in fixed.phases] == ["classifier"]
+    _, log, modules = train_products(fixed)
+    assert len(log) == 2 and modules == {} and log["bce"].is_finite().all()
+    assert 0.3 < log["mask_mean"][0] < 0.9  # reviews: many stop words, not all
 
 
 def test_settings_are_validated():
@@ -111,4 +159,5 @@ def test_settings_are_validated():
         Align(lambda1=-0.1)
     with pytest.raises(ConfigError, match="masker_lr must be > 0"):
         Align(masker_lr=0)
-    assert isinstance(Align().masker(model=SimpleNamespace(get_input_embeddings=lambda: nn.Embedding(5, 7))), Masker)
+    phases = Align(warmup_epochs=2).phases
+    assert [(p.name, p.updates, p.start_epoch) for p in phases] == [("masker", ("masker",), 2), ("classifier", ("model",), 0)]

@@ -5,9 +5,14 @@ import torch.nn.functional as F
 from pipeline.attribution import encode_words
 from pipeline.errors import ConfigError
 from pipeline.gradcam import hidden_and_pooled, text_grad_cam
+from pipeline.objectives import get_objective
+from pipeline.objectives.base import Batch, Task
 from pipeline.objectives.ex2l import Ex2l, dice
+from pipeline.training import set_seed
+from tests.pipeline.objectives.conftest import TASK as PRODUCTS
 
 SENTENCES = [["the", "food", "was", "great"], ["terrible", "battery", "life"]]
+TASK = Task(num_labels=3, column_values={"category": ("books", "dvd")})
 
 
 def test_grad_cam_equals_its_closed_form_for_a_linear_head_on_cls():
@@ -60,42 +65,49 @@ def test_the_pooled_representation_is_what_the_classifier_reads(minilm):
     torch.testing.assert_close(model.classifier(pooled), logits)
 
 
-def _terms(model, tokenizer, objective, head):
+def _loss(model, tokenizer, objective, modules):
     encoding, word_index = encode_words(tokenizer, SENTENCES)
-    labels, confounders = torch.tensor([2, 0]), torch.tensor([1, 0])
+    batch = Batch(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"], labels=torch.tensor([2, 0]),
+                  word_index=word_index, columns={"category": torch.tensor([1, 0])})
     torch.manual_seed(7)  # the loop's forward and eX2L's train-mode forward draw their dropout masks
-    logits = model(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"]).logits
-    ce = F.cross_entropy(logits, labels)
-    loss, logged = objective.terms(
-        model=model, head=head, input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"],
-        word_index=word_index, labels=labels, confounders=confounders, ce=ce,
-    )
-    return loss, logged, ce
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    ce = F.cross_entropy(logits, batch.labels)
+    loss, logged = objective.loss(model=model, modules=modules, batch=batch, logits=logits, ce=ce, phase="main", epoch=0)
+    return loss, logged, ce, batch
 
 
 def test_lambda_zero_is_exactly_the_multitask_loss(minilm):
     model, tokenizer = minilm
     torch.manual_seed(0)
-    head = Ex2l().confounder_head(model=model, n_values=2)
+    modules = {name: extra.module for name, extra in Ex2l().modules(model=model, task=TASK).items()}
     model.train()
     try:
-        multitask, logged, ce = _terms(model, tokenizer, Ex2l(lam=0.0), head)
+        multitask, logged, ce, batch = _loss(model, tokenizer, Ex2l(lam=0.0), modules)
         torch.manual_seed(7)
-        encoding, _ = encode_words(tokenizer, SENTENCES)
-        model(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"])  # the same dropout draws
-        _, pooled = hidden_and_pooled(model, input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"])
-        reference = ce + 1.0 * F.cross_entropy(head(model.dropout(pooled)), torch.tensor([1, 0]))
+        model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)  # the same dropout draws
+        _, pooled = hidden_and_pooled(model, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        reference = ce + 1.0 * F.cross_entropy(modules["confounder"](model.dropout(pooled)), batch.columns["category"])
         assert torch.equal(multitask, reference)
         assert 0 <= logged["dice"] <= 1
-        full, logged_full, _ = _terms(model, tokenizer, Ex2l(lam=1.0), head)
+        full, logged_full, _, _ = _loss(model, tokenizer, Ex2l(lam=1.0), modules)
         assert full.item() == pytest.approx(multitask.item() + logged_full["dice"], rel=1e-5)
     finally:
         model.eval()
+
+
+def test_two_steps_through_the_training_loop_train_both_heads(train_products, sentiment_student):
+    objective = get_objective("ex2l", confounder="category")
+    set_seed(0)  # the loop seeds, then draws the head
+    initial = objective.modules(model=sentiment_student[0], task=PRODUCTS)["confounder"].module.weight.clone()
+    _, log, modules = train_products(objective)
+    assert len(log) == 2 and log["ce_confounder"].is_finite().all() and log["dice"].is_between(0, 1).all()
+    assert set(modules) == {"confounder"} and modules["confounder"].out_features == 4
+    assert not torch.equal(modules["confounder"].weight, initial)
 
 
 def test_settings_are_validated():
     with pytest.raises(ConfigError, match="lam must be >= 0"):
         Ex2l(lam=-1.0)
     with pytest.raises(ConfigError, match="column 'category' has 1 value"):
-        Ex2l().confounder_head(model=None, n_values=1)
+        Ex2l().modules(model=None, task=Task(num_labels=2, column_values={"category": ("books",)}))
     assert Ex2l(confounder="veracity").columns == ("veracity",)
