@@ -3,12 +3,15 @@
 A dataset folder holds ``train``, ``test`` and optionally ``validation`` as ``.parquet`` or
 ``.csv`` with columns ``text`` and ``label`` (an ``id`` column is kept if present), and optionally
 ``labels.txt`` (one label per line). Any folder in this format works by configuration alone.
+Extra columns named in ``DatasetParams.columns`` (a group such as products_amazon's ``category``)
+are kept as strings after ``label``, checked like the label.
 """
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
@@ -109,25 +112,43 @@ def read_hub(name: str, *, repo: str | None) -> tuple[dict[str, pl.DataFrame], d
     return frames, files, None
 
 
-def validate_split(frame: pl.DataFrame, *, where: str, split: str, label_set: set[str]) -> pl.DataFrame:
-    """Check one split and return it with columns id, text (stripped), label.
+def validate_split(
+    frame: pl.DataFrame, *, where: str, split: str, label_set: set[str], columns: Sequence[str] = ()
+) -> pl.DataFrame:
+    """Check one split and return it with columns id, text (stripped), label, then ``columns``.
+
+    Args:
+        frame: the split as read.
+        where: the file it came from (named in errors).
+        split: its name (prefix of generated ids).
+        label_set: the allowed labels.
+        columns: extra columns to keep, as strings, unchanged; each must exist and hold no null
+            or empty value.
 
     Raises:
-        DataError: naming ``where`` and the first offending row (0-based row index of the file).
+        DataError: naming ``where`` and the missing column or the first offending row (0-based row
+            index of the file).
     """
-    for column in ("text", "label"):
+    for column in ("text", "label", *columns):
         if column not in frame.columns:
             raise DataError(f"{where}: missing column {column!r} (has {frame.columns})")
     if "id" not in frame.columns:
         row_number = pl.int_range(pl.len()).cast(pl.String).str.zfill(6)
         frame = frame.with_columns(pl.format("{}-{}", pl.lit(split), row_number).alias("id"))
     frame = frame.select(
-        pl.col("id").cast(pl.String), pl.col("text").cast(pl.String).str.strip_chars(), pl.col("label").cast(pl.String)
+        pl.col("id").cast(pl.String),
+        pl.col("text").cast(pl.String).str.strip_chars(),
+        pl.col("label").cast(pl.String),
+        *(pl.col(column).cast(pl.String) for column in columns),
     )
     frame = frame.with_row_index("_row")
     empty = frame.filter(pl.col("text").is_null() | (pl.col("text") == ""))
     if len(empty):
         raise DataError(f"{where}: row {empty['_row'][0]}: empty or whitespace-only text")
+    for column in columns:
+        blank = frame.filter(pl.col(column).is_null() | (pl.col(column).str.strip_chars() == ""))
+        if len(blank):
+            raise DataError(f"{where}: row {blank['_row'][0]}: empty {column!r} value")
     unknown = frame.filter(pl.col("label").is_null() | ~pl.col("label").is_in(sorted(label_set)))
     if len(unknown):
         raise DataError(f"{where}: row {unknown['_row'][0]}: label {unknown['label'][0]!r} is not in the label set")
@@ -157,7 +178,7 @@ def prepare_dataset(name: str, config: DatasetParams, *, mirror: Path | None, va
     in train.parquet (so it keeps the source's size) and the k-shot stage never draws them.
 
     Returns:
-        {"train", "validation", "test"} -> frames with columns id, text, label
+        {"train", "validation", "test"} -> frames with columns id, text, label, then ``config.columns``
     """
     folder = Path(config.path or name)
     if not folder.is_absolute() and mirror is not None:
@@ -171,7 +192,7 @@ def prepare_dataset(name: str, config: DatasetParams, *, mirror: Path | None, va
             raise DataError(f"{folder}: missing split {split!r} (need {split}.parquet or {split}.csv)")
     label_set = set(labels) if labels is not None else set(frames["train"]["label"].drop_nulls().cast(pl.String))
     out = {
-        split: validate_split(frame, where=str(files[split]), split=split, label_set=label_set)
+        split: validate_split(frame, where=str(files[split]), split=split, label_set=label_set, columns=config.columns)
         for split, frame in frames.items()
     }
     if config.labels is not None:

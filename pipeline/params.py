@@ -36,6 +36,28 @@ class DatasetParams(_Section):
     labels: list[str] | None = Field(None, description="keep only these labels (a slice of the dataset)")
     max_test_per_label: int | None = Field(None, gt=0, description="keep at most this many test rows per label")
     min_test: int | None = Field(None, gt=0, description="fail unless the (sliced) test split keeps at least this many rows")
+    columns: list[str] = Field(
+        [], description="extra source columns to keep (e.g. [category]): carried into every split and k-shot file, "
+        "and validated like the label (present in every split, never null or empty)"
+    )
+
+    @field_validator("columns")
+    @classmethod
+    def _extra_columns(cls, value: list[str]) -> list[str]:
+        """Refuse a reserved or repeated column name.
+
+        Args:
+            value: the configured column names.
+
+        Returns:
+            ``value`` unchanged.
+        """
+        reserved = [name for name in value if name in ("id", "text", "label")]
+        if reserved:
+            raise ValueError(f"{reserved[0]!r} is always kept; list only extra columns")
+        if len(set(value)) < len(value):
+            raise ValueError("a column is listed twice")
+        return value
 
 
 class DataParams(_Section):

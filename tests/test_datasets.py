@@ -131,3 +131,32 @@ def test_hub_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match="cannot download PolyAI/banking77 from the Hugging Face hub"):
         read_hub("banking77", repo=None)
+
+
+def test_extra_columns_are_kept_after_the_label(shared_data):
+    splits = _prepare("products", shared_data, path="sentiment/products_amazon", columns=["category"])
+    source = pl.read_parquet(shared_data / "sentiment" / "products_amazon" / "test.parquet")
+    for split in ("train", "validation", "test"):
+        assert splits[split].columns == ["id", "text", "label", "category"]
+    assert splits["test"]["category"].to_list() == source["category"].to_list()
+    assert splits["validation"]["category"].n_unique() == 4
+
+
+def test_missing_extra_column_names_file_and_column(tmp_path):
+    _write_folder(tmp_path / "toy", train=_toy().with_columns(pl.lit("a").alias("group")), test=_toy(2))
+    with pytest.raises(DataError, match=r"toy/test.parquet: missing column 'group'"):
+        _prepare("toy", tmp_path, columns=["group"])
+
+
+@pytest.mark.parametrize("value", [None, " "])
+def test_empty_extra_value_names_file_and_row(tmp_path, value):
+    group = pl.when(pl.int_range(pl.len()) == 2).then(pl.lit(value, dtype=pl.String)).otherwise(pl.lit("a"))
+    test = _toy(2).with_columns(pl.lit("b").alias("group"))
+    _write_folder(tmp_path / "toy", train=_toy().with_columns(group.alias("group")), test=test)
+    with pytest.raises(DataError, match=r"toy/train.parquet: row 2: empty 'group' value"):
+        _prepare("toy", tmp_path, columns=["group"])
+
+
+def test_a_reserved_extra_column_is_refused():
+    with pytest.raises(ValueError, match="'label' is always kept"):
+        DatasetParams(columns=["label"])

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import fields
+from functools import partial
 
 from pipeline.errors import ConfigError
+from pipeline.objectives.align import Align
 from pipeline.objectives.base import Objective
 from pipeline.objectives.baseline import Baseline
+from pipeline.objectives.ex2l import Ex2l
 from pipeline.objectives.guided import Guided
 
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "baseline": Baseline,
     "guided": Guided,
+    "ex2l": Ex2l,
+    "align": Align,
+    "align-fixed": partial(Align, fixed_mask=True),
 }
 
 

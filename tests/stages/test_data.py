@@ -58,3 +58,37 @@ def test_a_test_split_smaller_than_the_profile_asks_for_is_refused(workdir):
     assert "data.datasets.banking77_mini.min_test: the test split of" in result.stderr
     assert "has 50 rows after slicing, fewer than the 200 asked for" in result.stderr
     assert not (workdir / "data").exists()
+
+
+def _with_products(raw: dict) -> None:
+    raw["data"]["datasets"]["products"] = {"path": "sentiment/products_amazon", "columns": ["category"]}
+
+
+def test_a_declared_column_reaches_the_splits_and_the_k_shot_files(workdir):
+    from stages import fewshot
+
+    edit_params(workdir, _with_products)
+    data.main("products")
+    fewshot.main("products")
+    train = pl.read_parquet(workdir / "data" / "datasets" / "products" / "train.parquet")
+    assert train.columns == ["id", "text", "label", "category"]
+    assert sorted(train["category"].unique()) == ["books", "dvd", "electronics", "kitchen"]
+    k5 = pl.read_parquet(workdir / "data" / "fewshot" / "products" / "k5-seed0.parquet")
+    assert k5.columns == train.columns and len(k5) == 10
+    assert k5.join(train, on="id", how="left", suffix="_train").select(
+        (pl.col("category") == pl.col("category_train")).all()
+    ).item()  # the k-shot rows are the dataset's rows, unchanged
+
+
+def test_a_missing_declared_column_leaves_no_artifact(workdir, tmp_path_factory):
+    mirror = tmp_path_factory.mktemp("mirror")
+    (mirror / "toy").mkdir()
+    test = pl.DataFrame({"text": ["hi", "bye"], "label": ["a", "b"]})
+    test.with_columns(group=pl.lit("x")).write_parquet(mirror / "toy" / "train.parquet")
+    test.write_parquet(mirror / "toy" / "test.parquet")
+    edit_params(workdir, lambda raw: raw["data"]["datasets"].update(toy={"path": str(mirror / "toy"), "columns": ["group"]}))
+    result = subprocess.run([sys.executable, "-m", "stages.data", "toy"], capture_output=True, text=True,
+                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "toy/test.parquet: missing column 'group'" in result.stderr
+    assert not (workdir / "data").exists()

@@ -1,0 +1,106 @@
+"""eX2L: contrastive explanations against a confounder (SIBLINGS.md §3, text form).
+
+A confounder head h_c (``nn.Linear(hidden, n_values)``) reads the same pooled representation as
+the label head. Both heads' text Grad-CAM maps (``pipeline.gradcam``) are pushed apart:
+
+    L = CE_y + mu * CE_c + lambda * Dice(G_y, G_c),
+    Dice = 2 sum_t G_y G_c / (sum_t G_y^2 + sum_t G_c^2) over the real tokens, averaged over the batch,
+
+with G_y the label head's map for the gold label y and G_c the confounder head's map for the
+example's confounder value c. CE_y is the loop's cross-entropy; CE_c comes from a second
+train-mode forward (dropout on, like CE_y); the maps from an eval-mode forward (dropout off, as
+every auxiliary attribution here). With lambda = 0 the loss is exactly plain multitask learning
+CE_y + mu * CE_c; the maps are then still computed, without a graph, to log the Dice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+
+from pipeline.errors import ConfigError
+from pipeline.gradcam import hidden_and_pooled, text_grad_cam
+from pipeline.objectives.base import Batch, ExtraModule, Objective, Phase, Task
+
+
+def dice(first: Tensor, second: Tensor, *, mask: Tensor) -> Tensor:
+    """Soft Dice similarity of two non-negative maps per sentence (differentiable).
+
+    Args:
+        first, second: (B, T) maps.
+        mask: (B, T) bool, the positions compared.
+
+    Returns:
+        (B,) 2 sum(a b) / (sum(a^2) + sum(b^2)): 1 for identical maps, 0 for disjoint ones
+        (and for two all-zero maps).
+    """
+    a, b = first * mask, second * mask
+    denominator = (a * a).sum(1) + (b * b).sum(1)
+    return 2 * (a * b).sum(1) / denominator.clamp(min=1e-12)
+
+
+@dataclass(frozen=True)
+class Ex2l(Objective):
+    """eX2L: CE_y + mu CE_c + lambda Dice(G_y, G_c) with a confounder head (the extra module ``confounder``).
+
+    Attributes:
+        confounder: the dataset column holding the confounder (e.g. ``category``), carried by the
+            batches (``data.datasets.<name>.columns`` must keep it).
+        mu: weight of the confounder head's cross-entropy.
+        lam: lambda, weight of the Dice penalty; 0 is plain multitask learning.
+    """
+
+    display = "eX2L"
+    confounder: str = "category"
+    mu: float = 1.0
+    lam: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.confounder:
+            raise ConfigError("ex2l: confounder must name a dataset column")
+        for name in ("mu", "lam"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"ex2l: {name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.confounder,)
+
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        return (Phase("main", updates=("model", "confounder")),)  # one step trains both heads and the encoder
+
+    def modules(self, *, model: PreTrainedModel, task: Task) -> dict[str, ExtraModule]:
+        """h_c: a linear head over the pooled representation, one output per confounder value."""
+        n_values = len(task.column_values[self.confounder])
+        if n_values < 2:
+            raise ConfigError(f"ex2l: column {self.confounder!r} has {n_values} value(s); a confounder needs 2 or more")
+        return {"confounder": ExtraModule(nn.Linear(model.config.hidden_size, n_values))}
+
+    def loss(
+        self, *, model: PreTrainedModel, modules: Mapping[str, nn.Module], batch: Batch, logits: Tensor, ce: Tensor,
+        phase: str, epoch: int,
+    ) -> tuple[Tensor, dict[str, float]]:
+        head, confounders, real = modules["confounder"], batch.columns[self.confounder], batch.word_index >= 0
+        _, pooled = hidden_and_pooled(model, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        ce_confounder = F.cross_entropy(head(model.dropout(pooled)).float(), confounders)
+        was_training = model.training
+        model.eval()
+        try:
+            hidden, pooled = hidden_and_pooled(model, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+            maps = [
+                text_grad_cam(hidden=hidden, scores=scores, target=target, attention_mask=batch.attention_mask, real=real,
+                              create_graph=self.lam > 0)
+                for scores, target in ((model.classifier(pooled), batch.labels), (head(pooled), confounders))
+            ]
+        finally:
+            model.train(was_training)
+        similarity = dice(*maps, mask=real).mean()
+        loss = ce + self.mu * ce_confounder
+        if self.lam > 0:  # lambda = 0 stays bitwise the multitask loss
+            loss = loss + self.lam * similarity
+        return loss, {"ce_confounder": ce_confounder.item(), "dice": similarity.item()}
