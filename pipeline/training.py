@@ -82,7 +82,8 @@ def train_student(
 
     Every step runs the objective's phases in order on the same batch; each phase freezes all but
     what it updates, runs the classifier's forward, back-propagates the objective's loss and steps
-    the optimisers of what it updates (one AdamW per module, all on the same warm-up and decay).
+    the optimisers of what it updates (one AdamW per module, each on the same warm-up and decay
+    counted in its own steps, so a module whose phase starts late warms up when it starts).
 
     Args:
         model: the student (``load_student``); trained in place.
@@ -122,6 +123,9 @@ def train_student(
     device = torch.device(device)
     model.to(device).train()
     extras = objective.modules(model=model, task=task)
+    idle = sorted(set(extras) - {name for phase in objective.phases for name in phase.updates})
+    if idle:
+        raise ValueError(f"{type(objective).__name__}: module {idle[0]!r} is updated by none of its phases")
     modules = {name: extra.module.to(device).train() for name, extra in extras.items()}
     trained = {"model": model, **modules}
     optimizers = {  # fused: one kernel, 4x faster on CPU
@@ -131,6 +135,7 @@ def train_student(
     }
     total = epochs * math.ceil(len(train) / batch_size)
     schedules = {name: get_linear_schedule_with_warmup(o, int(warmup_fraction * total), total) for name, o in optimizers.items()}
+    stepped: set[str] = set()
     order = torch.Generator().manual_seed(seed)
     rows: list[dict[str, float]] = []
     step = 0
@@ -152,10 +157,12 @@ def train_student(
                 norm_ce, norm_rest = _step_gradients(parameters, ce=ce, loss=loss, clip=clip, max_norm=max_grad_norm)
                 for name in phase.updates:
                     optimizers[name].step()
+                    stepped.add(name)
                 parts |= terms
             _unfreeze_only(trained, tuple(trained))
-            for schedule in schedules.values():
-                schedule.step()
+            for name in stepped:
+                schedules[name].step()
+            stepped.clear()
             step += 1
             if step % log_every == 0:
                 rows.append({"step": step, "epoch": epoch, "lr": rate, "loss": loss.item(), "ce": ce.item(), "align": math.nan,
@@ -249,6 +256,7 @@ def _collate(
         attention_mask=encoding["attention_mask"],
         labels=torch.tensor([e.label for e in examples], device=device),
         word_index=word_index,
+        words=words,
         prior=prior,
         columns=columns,
     )

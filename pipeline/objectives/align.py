@@ -17,7 +17,6 @@ x ⊙ M = M e + (1 - M) e_pad (``masked_embeddings``; special tokens are their o
 
 from __future__ import annotations
 
-import functools
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
 from pipeline.attribution import pad_baseline
 from pipeline.errors import ConfigError
@@ -181,28 +180,6 @@ def stopword_mask(*, words: Sequence[Sequence[str]], word_index: Tensor) -> Tens
     return content.to(word_index.device).gather(1, index)
 
 
-@functools.cache
-def _tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
-    return AutoTokenizer.from_pretrained(name_or_path)
-
-
-def _words(model: PreTrainedModel, *, input_ids: Tensor, word_index: Tensor) -> list[list[str]]:
-    """Each sentence's words, spelled back from their tokens (spaces dropped: a word has none).
-
-    A stand-in while ``Batch`` does not carry the words: the tokenizer is loaded from the model's
-    ``name_or_path`` (cached), and a word cut by truncation is spelled from its kept tokens.
-    """
-    tokenizer = _tokenizer(model.name_or_path)
-    sentences = []
-    for ids, index in zip(input_ids.tolist(), word_index.tolist()):
-        pieces: dict[int, list[int]] = {}
-        for token, word in zip(ids, index):
-            if word >= 0:
-                pieces.setdefault(word, []).append(token)
-        sentences.append([tokenizer.decode(pieces[w]).replace(" ", "") for w in sorted(pieces)])
-    return sentences
-
-
 @dataclass(frozen=True)
 class Align(Objective):
     """ALIGN: a masker phase (from ``warmup_epochs`` on) then a classifier phase every step.
@@ -259,8 +236,7 @@ class Align(Objective):
         if phase == "masker":
             return self._masker_loss(model=model, masker=modules["masker"], batch=batch)
         if self.fixed_mask:
-            words = _words(model, input_ids=batch.input_ids, word_index=batch.word_index)
-            mask = stopword_mask(words=words, word_index=batch.word_index)
+            mask = stopword_mask(words=batch.words, word_index=batch.word_index)
         else:
             with torch.no_grad():
                 embeds, _ = word_embeddings(model, input_ids=batch.input_ids, word_index=batch.word_index)

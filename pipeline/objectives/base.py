@@ -9,7 +9,7 @@ ALIGN a second model with its own phase.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -26,6 +26,7 @@ class Batch:
         attention_mask: (B, T).
         labels: (B,) class ids.
         word_index: (B, T) word of each token, -1 for special and padding tokens.
+        words: the B sentences' whitespace words (``word_index`` indexes them).
         prior: (B, W) word scores padded with 0 (W = most words in the batch), or None for
             objectives without a prior.
         columns: each extra column the objective declared, as (B,) ids: the index of the row's value
@@ -36,6 +37,7 @@ class Batch:
     attention_mask: Tensor
     labels: Tensor
     word_index: Tensor
+    words: Sequence[Sequence[str]] = ()
     prior: Tensor | None = None
     columns: Mapping[str, Tensor] = field(default_factory=dict)
 
@@ -106,7 +108,7 @@ class Objective:
         return (Phase("main"),)
 
     def modules(self, *, model: PreTrainedModel, task: Task) -> dict[str, ExtraModule]:
-        """Extra trainable modules, created after the student is loaded and seeded."""
+        """Extra trainable modules, created after the student is loaded and seeded; each must be updated by a phase."""
         return {}
 
     def loss(

@@ -158,3 +158,17 @@ def test_the_training_curve_is_the_logs_loss_ce_and_align_by_step_under_reports_
     path = tmp_path / "curves" / "run.csv"
     write_training_curve(log, path)
     assert pl.read_csv(path).equals(log.select("step", "loss", "ce", "align"))
+
+
+def test_an_extra_module_that_no_phase_updates_is_refused(student, examples):
+    from dataclasses import dataclass
+
+    from pipeline.objectives.base import ExtraModule
+
+    @dataclass(frozen=True)
+    class Forgetful(Baseline):
+        def modules(self, *, model, task):
+            return {"head": ExtraModule(torch.nn.Linear(2, 2))}
+
+    with pytest.raises(ValueError, match="Forgetful: module 'head' is updated by none of its phases"):
+        _train(student, examples, Forgetful())
