@@ -18,8 +18,8 @@ GENERATION_CACHE = Path("data/cache/generations")  # content-addressed LLM gener
 PRIORS = Path("data/priors")  # <dataset>/<setting>/{cap,lime,ig}.parquet
 FUSED = Path("data/fused")  # <dataset>/<setting>/<combination>.parquet
 ADVERSARIAL = Path("data/adversarial")  # <dataset>/<setting>/{add,replace}.parquet
-MODELS = Path("models")  # <dataset>/<setting>/<method>-seed<S>/, <dataset>/oracle-teacher-seed<S>/
-METRICS = Path("metrics")  # <dataset>/<setting>/<method>-seed<S>.json, <dataset>/<setting>/teacher/diagnostics.json
+MODELS = Path("models")  # <dataset>/<setting>/<model name>-seed<S>/, <dataset>/oracle-teacher-seed<S>/
+METRICS = Path("metrics")  # <dataset>/<setting>/<model name>-seed<S>.json, adversarial.json, teacher/diagnostics.json
 REPORTS = Path("reports")
 CURVES = REPORTS / "curves"  # <model folder below models/>.csv: training curves (DVC plots)
 
@@ -44,9 +44,35 @@ def priors_frame(ids: Sequence[str], words: Sequence[Sequence[str]], scores: Seq
     )
 
 
-def student_dir(dataset: str, setting: str, method: str, seed: int) -> Path:
-    """The checkpoint folder of a trained student."""
-    return MODELS / dataset / setting / f"{method}-seed{seed}"
+def model_name(objective: str, prior: str | None = None) -> str:
+    """A student's name: its objective, or ``<objective>.<prior>`` for one trained with a prior."""
+    return objective if prior is None else f"{objective}.{prior}"
+
+
+def parse_model_name(name: str) -> tuple[str, str | None]:
+    """The (objective, prior or None) of a ``model_name``."""
+    objective, _, prior = name.partition(".")
+    return objective, prior or None
+
+
+def student_dir(dataset: str, setting: str, name: str, seed: int) -> Path:
+    """The checkpoint folder of the student ``name`` (a ``model_name``) trained with ``seed``."""
+    return MODELS / dataset / setting / f"{name}-seed{seed}"
+
+
+def students_of(dataset: str, setting: str) -> list[Path]:
+    """The checkpoint folders of every student trained on a setting, sorted by name."""
+    return sorted(p for p in (MODELS / dataset / setting).glob("*-seed*") if p.is_dir() and not p.name.startswith("."))
+
+
+def student_metrics_file(dataset: str, setting: str, name: str, seed: int) -> Path:
+    """The evaluation metrics (a DVC metric) of ``student_dir(dataset, setting, name, seed)``."""
+    return METRICS / dataset / setting / f"{name}-seed{seed}.json"
+
+
+def adversarial_metrics_file(dataset: str, setting: str) -> Path:
+    """The adversarial accuracies of every student of a setting, keyed by ``<model name>-seed<S>``."""
+    return METRICS / dataset / setting / "adversarial.json"
 
 
 def oracle_teacher_dir(dataset: str, seed: int) -> Path:

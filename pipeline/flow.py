@@ -66,15 +66,15 @@ from pipeline.params import PARAMS_FILE
 
 PROFILES = Path("profiles")
 # Flow filter -> the dvc.yaml matrix item key it selects on.
-_FILTER_KEYS = {"datasets": "dataset", "settings": "setting", "methods": "prior", "seeds": "seed"}
+_FILTER_KEYS = {"datasets": "dataset", "settings": "setting", "objectives": "objective", "priors": "prior", "seeds": "seed"}
 # LLM scoring is the stage with transient failures (a shared GPU out of memory, a server timing out).
 _RETRIES = {"score": 2}
 _RETRY_DELAY_S = 30
 # The dvc.yaml stage groups that run a model (training, LLM scoring, IG prior, evaluation, the
 # adversarial stage's LLM generator, heatmaps' priors and students): each holds one GPU on Dask.
 GPU_STAGES = frozenset({
-    "score", "baseline", "ig_prior", "oracle_teacher", "controls", "diagnostics", "adversarial", "guided", "guided_extra",
-    "evaluate_baseline", "evaluate", "evaluate_extra", "heatmaps",
+    "score", "train", "ig_prior", "oracle_teacher", "controls", "diagnostics", "adversarial", "guided", "guided_extra",
+    "evaluate", "evaluate_guided", "evaluate_guided_extra", "attack", "heatmaps",
 })
 _GPU = {"GPU": 1}
 _STDERR_TAIL = 20
@@ -155,9 +155,10 @@ def select_stages(
         graph: DVC's stage graph (edges from a stage to its upstream stages).
         targets: stage names, groups ("fewshot") or partial names ("guided@banking77_mini");
             None = every stage.
-        filters: keys of ``_FILTER_KEYS`` (datasets, settings, methods, seeds) -> allowed values.
-            A filter keeps the stages whose item has an allowed value for its key or lacks the key
-            (so baseline stages, which have no prior, stay with a methods filter); a
+        filters: keys of ``_FILTER_KEYS`` (datasets, settings, objectives, priors, seeds) -> allowed
+            values. A filter keeps the stages whose item has an allowed value for its key or lacks
+            the key (so the prior-free students stay with a priors filter, and the guided ones with
+            an objectives filter); a
             whole-experiment stage runs only without filters.
 
     Returns:
@@ -351,7 +352,8 @@ def capflow(
     profile: str = "params.yaml",
     datasets: list[str] | None = None,
     settings: list[str] | None = None,
-    methods: list[str] | None = None,
+    objectives: list[str] | None = None,
+    priors: list[str] | None = None,
     seeds: list[int] | None = None,
     targets: list[str] | None = None,
     max_concurrency: int = 2,
@@ -366,7 +368,8 @@ def capflow(
             under profiles/ ("paper") or a YAML path; see :func:`check_profile`.
         datasets: only stages of these datasets (None = all).
         settings: only these few-shot settings, e.g. ["k5-seed0", "full"].
-        methods: only these priors (student.priors names); baseline stages always run.
+        objectives: only these prior-free objectives (student.objectives names); guided students stay.
+        priors: only these priors (student.priors names); prior-free students stay.
         seeds: only these training seeds (student.seeds).
         targets: only these stages (names, groups like "fewshot", or "guided@banking77_mini")
             and their upstream.
@@ -389,7 +392,7 @@ def capflow(
         runner=runner, max_concurrency=max_concurrency, dask_address=dask_address, dask_workers=dask_workers
     )
     check_profile(profile)
-    filters = {"datasets": datasets, "settings": settings, "methods": methods, "seeds": seeds}
+    filters = {"datasets": datasets, "settings": settings, "objectives": objectives, "priors": priors, "seeds": seeds}
     summary: dict[str, list[str]] = {"ran": [], "restored": [], "up_to_date": []}
     # the runner starts its Dask cluster or client at the first submission, not here
     with Repo(".") as repo, stage_runner, checkout_marker(repo) as marker:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -123,24 +123,50 @@ class PriorsParams(_Section):
 
 
 class StudentParams(_Section):
+    """The students: every objective in ``objectives`` on every setting, and ``prior_objective`` once per prior.
+
+    A student is (objective, prior or none, seed); objectives are registered in
+    ``pipeline.objectives`` (checked when a student trains) and take their settings from
+    ``settings.<objective>``.
+    """
+
     model: str = Field(description="built-in name, local dir or hub id of the student classifier")
     max_length: int = Field(64, gt=4, description="tokens per sentence")
     epochs: int = Field(10, gt=0)
     lr: float = Field(5e-5, gt=0)
     batch_size: int = Field(16, gt=0)
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
-    ig_steps: int = Field(8, gt=0, description="m: IG steps of the differentiable self-attribution")
-    beta: float = Field(1.0, ge=0, description="weight of the attribution alignment loss")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping threshold")
     clip: Literal["total", "per_term", "none"] = Field(
         "total",
         description="total: clip the whole gradient; per_term: the cross-entropy's and the other terms' each on their own",
     )
     seeds: list[int] = Field([0], min_length=1, description="training seeds")
-    extra_priors: list[str] = Field([], description="more prior combinations, trained on experiment.extra_settings only")
-    priors: list[str] = Field(
-        description="prior combinations and controls (oracle, random) to train guided students with (baseline is always trained)"
+    objectives: list[str] = Field(
+        ["baseline"], min_length=1, description="prior-free objectives, each trained on every setting of experiment.datasets"
     )
+    prior_objective: str = Field("guided", description="the objective of the students trained with a prior")
+    priors: list[str] = Field(
+        [], description="prior combinations and controls (oracle, random): one prior_objective student each, on prior_datasets"
+    )
+    extra_priors: list[str] = Field([], description="more prior combinations, trained on experiment.extra_settings only")
+    settings: dict[str, dict[str, Any]] = Field(
+        {}, description="objective -> its settings (its class's fields, pipeline/objectives/); every objective used needs one"
+    )
+
+    @model_validator(mode="after")
+    def _objectives(self) -> StudentParams:
+        names = [n for n in self.objectives + [self.prior_objective] if "." in n]
+        if names:
+            raise ValueError(f"student: objective name {names[0]!r} must not contain '.' (it separates objective and prior)")
+        used = self.objectives + ([self.prior_objective] if self.priors or self.extra_priors else [])
+        missing = [n for n in used if n not in self.settings]
+        if missing:
+            name = missing[0]
+            raise ValueError(f"student.settings: no entry for objective {name!r} (write `{name}: {{}}` for its defaults)")
+        if len(set(self.objectives)) < len(self.objectives):
+            raise ValueError("student.objectives: an objective is listed twice")
+        return self
 
 
 class LlmRewriteParams(_Section):
@@ -170,7 +196,10 @@ class EvaluationParams(_Section):
 
 
 class ExperimentParams(_Section):
-    datasets: list[str] = Field(description="datasets that go through scoring, priors, training")
+    datasets: list[str] = Field(description="datasets whose settings train and evaluate the students of every objective")
+    prior_datasets: list[str] = Field(
+        [], description="those of datasets that also get LLM scores, priors, adversarial sets and prior-guided students"
+    )
     settings: list[str] = Field(description="settings (k<K>-seed<S> or full) run for each of them")
     extra_settings: list[str] = Field([], description="the settings (a subset of settings) where student.extra_priors train")
 
@@ -192,6 +221,13 @@ class Params(_Section):
         for name in self.experiment.datasets:
             if name not in self.data.datasets:
                 raise ValueError(f"experiment.datasets: {name!r} is not in data.datasets ({', '.join(self.data.datasets)})")
+        for name in self.experiment.prior_datasets:
+            if name not in self.experiment.datasets:
+                raise ValueError(f"experiment.prior_datasets: {name!r} is not in experiment.datasets")
+        if self.experiment.prior_datasets and "baseline" not in self.student.objectives:
+            raise ValueError("student.objectives: needs 'baseline' where experiment.prior_datasets is set (the IG teacher)")
+        if (self.student.priors or self.student.extra_priors) and not self.experiment.prior_datasets:
+            raise ValueError("student.priors: priors are computed on experiment.prior_datasets, which is empty")
         produced = set(setting_names(self.fewshot))
         for setting in self.experiment.settings:
             if setting not in produced:

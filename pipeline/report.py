@@ -1,7 +1,10 @@
 """Results report: Table-1-style mean ± sd tables, paired tests against the baseline, the paper's figures.
 
-Input layout: ``metrics/<dataset>/<setting>/<method>-seed<S>.json``, each a JSON object with the
-keys in ``METRIC_KEYS`` (all in percent). A k-shot setting carries its data seed in its name
+Input layout: ``metrics/<dataset>/<setting>/<model name>-seed<S>.json``, each a JSON object with the
+keys in ``METRIC_KEYS`` (all in percent), and where the setting has adversarial sets
+``metrics/<dataset>/<setting>/adversarial.json`` with ``ADVERSARIAL_KEYS`` per student. A student
+(a "method" row) is an objective, or an objective with a prior (``pipeline.artifacts.model_name``);
+its display name comes from the objective registry and the prior sources. A k-shot setting carries its data seed in its name
 (``k5-seed0`` .. ``k5-seed4``); those settings form one group (``k5``) and each (data seed,
 training seed) pair is one replicate, named ``<setting>/seed<S>``. A setting without a seed
 suffix (``full``) is its own group. Replicates with the same name are paired across methods.
@@ -20,19 +23,15 @@ import polars as pl
 from scipy.stats import t as student_t
 from scipy.stats import wilcoxon
 
+from pipeline.artifacts import model_name, parse_model_name
 from pipeline.errors import ArtifactError
 from pipeline.io import atomic_write
-from pipeline.priors.fusion import DISPLAY_NAMES
+from pipeline.objectives import OBJECTIVES, objective_class
+from pipeline.priors.fusion import COMBINATIONS, DISPLAY_NAMES
 
-METRIC_KEYS = (
-    "accuracy",
-    "validation_accuracy",
-    "adv_add_accuracy",
-    "adv_replace_accuracy",
-    "adv_accuracy",
-    "comprehensiveness",
-    "sufficiency",
-)
+METRIC_KEYS = ("accuracy", "validation_accuracy", "comprehensiveness", "sufficiency")
+ADVERSARIAL_KEYS = ("adv_add_accuracy", "adv_replace_accuracy", "adv_accuracy")
+ADVERSARIAL_FILE = "adversarial.json"
 # the four metrics of the paper's tables, with their column labels
 TABLE_METRICS = {
     "accuracy": "Acc",
@@ -40,14 +39,17 @@ TABLE_METRICS = {
     "comprehensiveness": "Com ↑",
     "sufficiency": "Suf ↓",
 }
-METHODS = {"baseline": "Baseline", **DISPLAY_NAMES}  # paper order: baseline, then the 7 prior combinations
+CAP_FAMILY = "guided"  # the objective of the paper's prior rows
+CAP_HYBRID = model_name(CAP_FAMILY, "cap+ig+lime")
+# row order: the paper's (baseline, then the prior combinations and controls), then the other objectives
+METHODS = ["baseline", *(model_name(CAP_FAMILY, prior) for prior in COMBINATIONS), *(o for o in OBJECTIVES if o != "baseline")]
 DATASETS = {"hwu64": "HWU64", "banking77": "Banking77", "clinc150": "CLINC150"}
 # (setting group, dataset) -> method -> (accuracy, adversarial accuracy), from METHOD.md
 PAPER = {
-    ("k5", "hwu64"): {"baseline": (75.56, 62.36), "cap+ig+lime": (79.09, 70.63)},
-    ("k5", "banking77"): {"baseline": (74.04, 53.82), "cap+ig+lime": (78.63, 58.05)},
-    ("k5", "clinc150"): {"baseline": (87.99, 71.70), "cap+ig+lime": (89.69, 74.70)},
-    ("full", "banking77"): {"baseline": (92.63, 70.29), "cap+ig+lime": (93.51, 84.97)},
+    ("k5", "hwu64"): {"baseline": (75.56, 62.36), CAP_HYBRID: (79.09, 70.63)},
+    ("k5", "banking77"): {"baseline": (74.04, 53.82), CAP_HYBRID: (78.63, 58.05)},
+    ("k5", "clinc150"): {"baseline": (87.99, 71.70), CAP_HYBRID: (89.69, 74.70)},
+    ("full", "banking77"): {"baseline": (92.63, 70.29), CAP_HYBRID: (93.51, 84.97)},
 }
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
@@ -61,7 +63,21 @@ _SCHEMA = {
     "setting_group": pl.String,
     "replicate": pl.String,
     "method": pl.String,
-} | {key: pl.Float64 for key in METRIC_KEYS}
+} | {key: pl.Float64 for key in METRIC_KEYS + ADVERSARIAL_KEYS}
+
+
+def display_name(model: str) -> str:
+    """The report's name of a student: "Baseline", "CAP Hybrid", "Oracle IG (control)", "AGM", "AGM (CAP)", ...
+
+    A prior row of the CAP family is named by its prior alone, like the paper's table; names that no
+    objective or prior declares are shown as they are.
+    """
+    objective, prior = parse_model_name(model)
+    if objective not in OBJECTIVES or (prior is not None and prior not in DISPLAY_NAMES):
+        return model
+    if prior is None:
+        return objective_class(objective).display
+    return DISPLAY_NAMES[prior] if objective == CAP_FAMILY else f"{objective_class(objective).display} ({DISPLAY_NAMES[prior]})"
 
 
 def collect(metrics_dir: Path) -> pl.DataFrame:
@@ -71,7 +87,8 @@ def collect(metrics_dir: Path) -> pl.DataFrame:
         metrics_dir: the directory holding ``<dataset>/<setting>/<method>-seed<S>.json``.
 
     Returns:
-        One row per file: dataset, setting_group, replicate, method and the ``METRIC_KEYS`` columns.
+        One row per student: dataset, setting_group, replicate, method (its model name), the
+        ``METRIC_KEYS`` columns and the ``ADVERSARIAL_KEYS`` columns (null where not attacked).
 
     Raises:
         ArtifactError: the directory is missing or empty, or a file is misnamed, not a JSON
@@ -80,10 +97,16 @@ def collect(metrics_dir: Path) -> pl.DataFrame:
     metrics_dir = Path(metrics_dir)
     if not metrics_dir.is_dir():
         raise ArtifactError(f"{metrics_dir}: metrics directory not found (run the pipeline first)")
-    paths = sorted(metrics_dir.glob("*/*/*.json"))
+    paths = sorted(p for p in metrics_dir.glob("*/*/*.json") if p.name != ADVERSARIAL_FILE)
     if not paths:
-        raise ArtifactError(f"{metrics_dir}: no metrics files <dataset>/<setting>/<method>-seed<S>.json")
-    return pl.DataFrame([_read_metrics(path) for path in paths], schema=_SCHEMA, orient="row")
+        raise ArtifactError(f"{metrics_dir}: no metrics files <dataset>/<setting>/<model name>-seed<S>.json")
+    attacked = {path.parent: _read_adversarial(path) for path in metrics_dir.glob(f"*/*/{ADVERSARIAL_FILE}")}
+    rows = []
+    for path in paths:
+        row = _read_metrics(path)
+        adversarial = attacked.get(path.parent, {}).get(path.stem, {})
+        rows.append(row | {key: adversarial.get(key) for key in ADVERSARIAL_KEYS})
+    return pl.DataFrame(rows, schema=_SCHEMA, orient="row")
 
 
 def results_table(frame: pl.DataFrame) -> str:
@@ -94,20 +117,21 @@ def results_table(frame: pl.DataFrame) -> str:
 
     Returns:
         Rows = methods (the paper's eight in order, then any others by name); columns = dataset x
-        {Acc, Acc AD, Com, Suf}, each cell "mean ± sd" over replicates (sd with ddof=1, "–" for a
+        {Acc, Acc AD (where attacked), Com, Suf}, each cell "mean ± sd" over replicates (sd with ddof=1, "–" for a
         single replicate; the cell is "–" when the method was not run on that dataset).
     """
     lines = ["## Accuracy and faithfulness", ""]
+    metrics = _table_metrics(frame)
     for group, sub in _groups(frame):
         datasets = _ordered(sub["dataset"], DATASETS)
         runs = {
             (row["dataset"], row["method"]): row
-            for row in sub.group_by("dataset", "method").agg(pl.col(list(TABLE_METRICS))).iter_rows(named=True)
+            for row in sub.group_by("dataset", "method").agg(pl.col(list(metrics))).iter_rows(named=True)
         }
         sizes = sub.group_by("dataset", "method").len().group_by("dataset").agg(low=pl.min("len"), high=pl.max("len"))
         n_runs = {dataset: (low, high) for dataset, low, high in sizes.iter_rows()}
         counts = ", ".join(_count_range(_name(d, DATASETS), *n_runs[d]) for d in datasets)
-        header = [f"{_name(d, DATASETS)} {label}" for d in datasets for label in TABLE_METRICS.values()]
+        header = [f"{_name(d, DATASETS)} {label}" for d in datasets for label in metrics.values()]
         lines += [
             f"### Setting `{group}`",
             "",
@@ -116,11 +140,11 @@ def results_table(frame: pl.DataFrame) -> str:
             _markdown_row(["Method", *header]),
             _markdown_row(["---"] + ["---:"] * len(header)),
         ]
-        for method in _ordered(sub["method"], METHODS):
-            row = [_name(method, METHODS)]
+        for method in _ordered_methods(sub["method"]):
+            row = [display_name(method)]
             for dataset in datasets:
                 run = runs.get((dataset, method))
-                row += ["–"] * len(TABLE_METRICS) if run is None else [_mean_sd(run[m]) for m in TABLE_METRICS]
+                row += ["–"] * len(metrics) if run is None else [_mean_sd(run[m]) for m in metrics]
             lines.append(_markdown_row(row))
         lines.append("")
     return "\n".join(lines)
@@ -153,29 +177,30 @@ def paired_tests(frame: pl.DataFrame) -> str:
         f"((t₁₋α/₂ + t_power) · sd of the differences / √n, df = n − 1).",
         "",
     ]
+    metrics = _table_metrics(frame)
     for group, sub in _groups(frame):
         for dataset in _ordered(sub["dataset"], DATASETS):
             lines += [f"### Setting `{group}`, {_name(dataset, DATASETS)}", ""]
             runs = sub.filter(pl.col("dataset") == dataset)
             baseline = runs.filter(pl.col("method") == "baseline")
-            others = [m for m in _ordered(runs["method"], METHODS) if m != "baseline"]
+            others = [m for m in _ordered_methods(runs["method"]) if m != "baseline"]
             if baseline.is_empty() or not others:
                 lines += ["No baseline run or no other method: nothing to compare.", ""]
                 continue
             lines += [
-                _markdown_row(["Method", "n"] + list(TABLE_METRICS.values()) + ["MDE Acc"]),
-                _markdown_row(["---", "---:"] + ["---:"] * (len(TABLE_METRICS) + 1)),
+                _markdown_row(["Method", "n"] + list(metrics.values()) + ["MDE Acc"]),
+                _markdown_row(["---", "---:"] + ["---:"] * (len(metrics) + 1)),
             ]
             for method in others:
                 pairs = runs.filter(pl.col("method") == method).join(baseline, on="replicate", suffix="_baseline")
                 if len(pairs) == 0:
-                    cells = ["n/a (no replicate shared with the baseline)"] * (len(TABLE_METRICS) + 1)
+                    cells = ["n/a (no replicate shared with the baseline)"] * (len(metrics) + 1)
                 elif len(pairs) == 1:
-                    cells = ["n/a (1 replicate)"] * (len(TABLE_METRICS) + 1)
+                    cells = ["n/a (1 replicate)"] * (len(metrics) + 1)
                 else:
-                    cells = [_paired_cell((pairs[m] - pairs[f"{m}_baseline"]).to_numpy()) for m in TABLE_METRICS]
+                    cells = [_paired_cell((pairs[m] - pairs[f"{m}_baseline"]).to_numpy()) for m in metrics]
                     cells.append(f"{detectable_difference((pairs['accuracy'] - pairs['accuracy_baseline']).to_numpy()):.2f}")
-                lines.append(_markdown_row([_name(method, METHODS), str(len(pairs)), *cells]))
+                lines.append(_markdown_row([display_name(method), str(len(pairs)), *cells]))
             lines.append("")
     return "\n".join(lines)
 
@@ -276,8 +301,8 @@ def paper_comparison(frame: pl.DataFrame) -> str:
         ours = {m: runs.filter(pl.col("method") == m) for m in figures}
         for method, (acc, adv) in figures.items():
             acc_ours, adv_ours = (_mean_sd_or_missing(ours[method], m) for m in ("accuracy", "adv_accuracy"))
-            table.append([group, DATASETS[dataset], METHODS[method], f"{acc:.2f}", acc_ours, f"{adv:.2f}", adv_ours])
-        (base_acc, base_adv), (hyb_acc, hyb_adv) = figures["baseline"], figures["cap+ig+lime"]
+            table.append([group, DATASETS[dataset], display_name(method), f"{acc:.2f}", acc_ours, f"{adv:.2f}", adv_ours])
+        (base_acc, base_adv), (hyb_acc, hyb_adv) = figures["baseline"], figures[CAP_HYBRID]
         table.append(
             [group, DATASETS[dataset], "Δ CAP Hybrid − Baseline", f"{hyb_acc - base_acc:+.2f}"]
             + [_gap(ours, "accuracy"), f"{hyb_adv - base_adv:+.2f}", _gap(ours, "adv_accuracy")]
@@ -322,7 +347,7 @@ def write_report(*, metrics_dir: Path, out: Path) -> None:
     means = frame.group_by("setting_group", "dataset", "method").agg(pl.col("accuracy").mean())
     rows = sorted(means.iter_rows(), key=lambda r: (r[0], _rank(r[1], DATASETS), _rank(r[2], METHODS)))
     accuracy = pl.DataFrame(
-        [(group, _name(dataset, DATASETS), _name(method, METHODS), acc) for group, dataset, method, acc in rows],
+        [(group, _name(dataset, DATASETS), display_name(method), acc) for group, dataset, method, acc in rows],
         schema={"setting": pl.String, "dataset": pl.String, "method": pl.String, "accuracy": pl.Float64},
         orient="row",
     )
@@ -330,26 +355,44 @@ def write_report(*, metrics_dir: Path, out: Path) -> None:
         accuracy.write_csv(tmp, float_precision=4)
 
 
-def _read_metrics(path: Path) -> dict[str, object]:
-    name = _FILE_NAME.fullmatch(path.name)
-    if name is None:
-        raise ArtifactError(f"{path}: file name is not <method>-seed<S>.json")
+def _read_json_object(path: Path) -> dict:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path}: not a readable JSON file ({type(exc).__name__}: {exc})") from None
     if not isinstance(record, dict):
         raise ArtifactError(f"{path}: expected a JSON object, got {type(record).__name__}")
-    for key in METRIC_KEYS:
+    return record
+
+
+def _checked(record: dict, keys: tuple[str, ...], *, where: str) -> dict[str, float]:
+    for key in keys:
         if key not in record:
-            raise ArtifactError(f"{path}: missing key {key!r} (has {sorted(record)})")
+            raise ArtifactError(f"{where}: missing key {key!r} (has {sorted(record)})")
         value = record[key]
         # bool is an int subclass: reject it explicitly
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ArtifactError(f"{path}: key {key!r} must be a finite number, got {value!r}")
+            raise ArtifactError(f"{where}: key {key!r} must be a finite number, got {value!r}")
         low = 0.0 if key.endswith("accuracy") else -100.0  # com / suf are probability drops and can be < 0
         if not low <= value <= 100.0:
-            raise ArtifactError(f"{path}: key {key!r} = {value} is outside [{low:g}, 100] (expected percent)")
+            raise ArtifactError(f"{where}: key {key!r} = {value} is outside [{low:g}, 100] (expected percent)")
+    return {key: float(record[key]) for key in keys}
+
+
+def _read_adversarial(path: Path) -> dict[str, dict[str, float]]:
+    """``<model name>-seed<S>`` -> its ``ADVERSARIAL_KEYS``."""
+    record = _read_json_object(path)
+    for student, values in record.items():
+        if not isinstance(values, dict):
+            raise ArtifactError(f"{path}: {student}: expected a JSON object, got {type(values).__name__}")
+    return {student: _checked(values, ADVERSARIAL_KEYS, where=f"{path}: {student}") for student, values in record.items()}
+
+
+def _read_metrics(path: Path) -> dict[str, object]:
+    name = _FILE_NAME.fullmatch(path.name)
+    if name is None:
+        raise ArtifactError(f"{path}: file name is not <model name>-seed<S>.json")
+    metrics = _checked(_read_json_object(path), METRIC_KEYS, where=str(path))
     setting = path.parent.name
     seeded = _SEEDED_SETTING.fullmatch(setting)
     return {
@@ -357,7 +400,16 @@ def _read_metrics(path: Path) -> dict[str, object]:
         "setting_group": setting if seeded is None else seeded["group"],
         "replicate": f"{setting}/seed{int(name['seed'])}",
         "method": name["method"],
-    } | {key: float(record[key]) for key in METRIC_KEYS}
+    } | metrics
+
+
+def _table_metrics(frame: pl.DataFrame) -> dict[str, str]:
+    """``TABLE_METRICS`` without the adversarial one where no student was attacked."""
+    return {key: label for key, label in TABLE_METRICS.items() if frame[key].drop_nulls().len() > 0}
+
+
+def _ordered_methods(names: pl.Series) -> list[str]:
+    return sorted(set(names), key=lambda name: _rank(name, METHODS))
 
 
 def _groups(frame: pl.DataFrame) -> Iterable[tuple[str, pl.DataFrame]]:
@@ -369,7 +421,7 @@ def _ordered(names: pl.Series, known: dict[str, str]) -> list[str]:
     return sorted(set(names), key=lambda name: _rank(name, known))
 
 
-def _rank(name: str, known: dict[str, str]) -> tuple[int, int, str]:
+def _rank(name: str, known: dict[str, str] | list[str]) -> tuple[int, int, str]:
     """Sort key: the known names in their canonical order, then any others alphabetically."""
     order = list(known)
     return (0, order.index(name), "") if name in known else (1, 0, name)
@@ -389,13 +441,13 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def _mean_sd_or_missing(runs: pl.DataFrame, metric: str) -> str:
-    return "not run" if runs.is_empty() else _mean_sd(runs[metric].to_list())
+    values = runs[metric].drop_nulls().to_list()
+    return _mean_sd(values) if values else "not run"
 
 
 def _gap(ours: dict[str, pl.DataFrame], metric: str) -> str:
-    if ours["baseline"].is_empty() or ours["cap+ig+lime"].is_empty():
-        return "–"
-    return f"{float(ours['cap+ig+lime'][metric].mean()) - float(ours['baseline'][metric].mean()):+.2f}"
+    base, hybrid = (ours[m][metric].drop_nulls() for m in ("baseline", CAP_HYBRID))
+    return "–" if base.is_empty() or hybrid.is_empty() else f"{float(hybrid.mean()) - float(base.mean()):+.2f}"
 
 
 def _count_range(name: str, low: int, high: int) -> str:

@@ -1,39 +1,56 @@
-"""The student training loop, shared by every method, and batched prediction.
+"""The student training loop, shared by every objective, and batched prediction.
 
 One loop for CPU and CUDA: AdamW, linear warm-up then linear decay, gradient clipping (the whole
 gradient, or the cross-entropy's and the other terms' each on their own: ``_step_gradients``, which
-also measures both norms), bfloat16 autocast on CUDA only. ``seed`` fixes the shuffling (a private ``torch.Generator``) and
-every dropout mask (``set_seed``); the classifier head is seeded where it is drawn
-(``pipeline.models.load_student``).
+also measures both norms), bfloat16 autocast on CUDA only. ``seed`` fixes the shuffling (a private
+``torch.Generator``) and every dropout mask (``set_seed``); the classifier head is seeded where it
+is drawn (``pipeline.models.load_student``). The objective (``pipeline.objectives``) says what the
+batches carry, which extra modules train beside the classifier and which phases each step runs.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import polars as pl
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from pipeline.attribution import encode_words
 from pipeline.errors import DataError
 from pipeline.io import atomic_write
-from pipeline.methods import Batch, Method
+from pipeline.objectives.base import Batch, Objective, Task
 
-Example = tuple[list[str], int, np.ndarray | None]
+MODULES_FILE = "modules.pt"  # the extra modules' state dicts, beside a checkpoint that has any
 _LOG_SCHEMA = {
     "step": pl.Int64, "epoch": pl.Int64, "lr": pl.Float64, "loss": pl.Float64, "ce": pl.Float64, "align": pl.Float64,
     "grad_norm_ce": pl.Float64, "grad_norm_rest": pl.Float64,
 }
 Clip = Literal["total", "per_term", "none"]
 CURVE_COLUMNS = ("step", "loss", "ce", "align")  # the training log's columns that dvc.yaml plots by step
+
+
+class Example(NamedTuple):
+    """One training sentence.
+
+    Attributes:
+        words: its whitespace words.
+        label: the class id.
+        prior: (len(words),) scores for objectives that need a prior, else None.
+        columns: the values of the extra columns the objective declared (e.g. ``{"category": "books"}``).
+    """
+
+    words: list[str]
+    label: int
+    prior: np.ndarray | None = None
+    columns: Mapping[str, str] | None = None
 
 
 def set_seed(seed: int) -> None:
@@ -48,7 +65,8 @@ def train_student(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     train: Sequence[Example],
-    method: Method,
+    objective: Objective,
+    task: Task,
     epochs: int,
     lr: float,
     batch_size: int,
@@ -59,36 +77,42 @@ def train_student(
     max_grad_norm: float = 1.0,
     clip: Clip = "total",
     log_every: int = 1,
-) -> tuple[PreTrainedModel, pl.DataFrame]:
-    """Fine-tune a sequence classifier with ``method``'s loss.
+) -> tuple[PreTrainedModel, pl.DataFrame, dict[str, nn.Module]]:
+    """Fine-tune a sequence classifier with ``objective``'s loss.
+
+    Every step runs the objective's phases in order on the same batch; each phase freezes all but
+    what it updates, runs the classifier's forward, back-propagates the objective's loss and steps
+    the optimisers of what it updates (one AdamW per module, all on the same warm-up and decay).
 
     Args:
         model: the student (``load_student``); trained in place.
         tokenizer: its fast tokenizer.
-        train: N examples ``(words, label_id, prior)``; ``prior`` is a (len(words),) score array
-            when ``method.needs_prior`` is set and is ignored otherwise.
-        method: the objective (``pipeline.methods.get_method``).
+        train: N examples; ``prior`` is used when ``objective.needs_prior``, ``columns`` must hold
+            every column in ``objective.columns``.
+        objective: the objective (``pipeline.objectives.get_objective``).
+        task: the label count and extra columns' values the objective's modules are sized by.
         epochs: passes over ``train``, each in a fresh seeded order.
         lr: peak learning rate.
         batch_size: examples per step (the last batch of an epoch may be smaller).
         warmup_fraction: share of all steps spent warming up linearly from 0, in [0, 1).
-        seed: seeds shuffling and dropout.
+        seed: seeds shuffling, dropout and the objective's modules.
         device: "cpu", "cuda", ...
         max_length: tokens per sentence; later words are dropped from the loss.
         max_grad_norm: the gradient clipping threshold.
-        clip: ``"total"`` clips the whole gradient to ``max_grad_norm`` (one global clip, as
-            ``clip_grad_norm_``); ``"per_term"`` clips the cross-entropy gradient and the rest of the
-            loss's gradient (beta x alignment, ...) each on its own before adding them, so a large
-            alignment gradient cannot shrink the cross-entropy step; ``"none"`` does not clip.
+        clip: ``"total"`` clips the whole gradient of a phase to ``max_grad_norm`` (one global clip,
+            as ``clip_grad_norm_``); ``"per_term"`` clips the cross-entropy gradient and the rest of
+            the loss's gradient (beta x alignment, ...) each on its own before adding them, so a
+            large alignment gradient cannot shrink the cross-entropy step; ``"none"`` does not clip.
         log_every: log one row every this many steps.
 
     Returns:
-        (model in eval mode, log) with one row per logged step: step (1-based), epoch (0-based),
-        lr (the rate used by that step), loss, ce, align (NaN for methods without an alignment
-        term), grad_norm_ce and grad_norm_rest (the L2 norms of the gradients of ce and of
-        loss - ce, before clipping) and any further terms the method reports.
+        (model in eval mode, log, extra modules by name in eval mode). The log has one row per
+        logged step: step (1-based), epoch (0-based), lr (the rate used by that step), loss, ce,
+        grad_norm_ce and grad_norm_rest (the L2 norms of the gradients of ce and of loss - ce,
+        before clipping) of the step's last phase, align (NaN for objectives that do not log it)
+        and every further term the objective logs.
     """
-    _check_examples(train, with_prior=method.needs_prior is not None, name=method.name)
+    _check_examples(train, objective=objective)
     if epochs < 1 or batch_size < 1 or log_every < 1 or lr <= 0 or not 0 <= warmup_fraction < 1:
         raise ValueError(
             f"train_student: need epochs, batch_size, log_every >= 1, lr > 0, 0 <= warmup_fraction < 1; got "
@@ -97,39 +121,68 @@ def train_student(
     set_seed(seed)
     device = torch.device(device)
     model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)  # one kernel: 4x faster on CPU
+    extras = objective.modules(model=model, task=task)
+    modules = {name: extra.module.to(device).train() for name, extra in extras.items()}
+    trained = {"model": model, **modules}
+    optimizers = {  # fused: one kernel, 4x faster on CPU
+        name: torch.optim.AdamW(module.parameters(), lr=lr if name == "model" or extras[name].lr is None else extras[name].lr,
+                                fused=True)
+        for name, module in trained.items()
+    }
     total = epochs * math.ceil(len(train) / batch_size)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(warmup_fraction * total), total)
+    schedules = {name: get_linear_schedule_with_warmup(o, int(warmup_fraction * total), total) for name, o in optimizers.items()}
     order = torch.Generator().manual_seed(seed)
     rows: list[dict[str, float]] = []
     step = 0
     for epoch in range(epochs):
         for indices in torch.randperm(len(train), generator=order).split(batch_size):
-            examples = [train[i] for i in indices.tolist()]
-            batch = _collate(examples, tokenizer, with_prior=method.needs_prior is not None, max_length=max_length, device=device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-                ce = F.cross_entropy(logits.float(), batch.labels)
-                loss, parts = method.loss(model=model, batch=batch, logits=logits, ce=ce)
-            norm_ce, norm_rest = _step_gradients(model, ce=ce, loss=loss, clip=clip, max_norm=max_grad_norm)
-            rate = schedule.get_last_lr()[0]
-            optimizer.step()
-            schedule.step()
+            batch = _collate([train[i] for i in indices.tolist()], tokenizer, objective=objective, task=task,
+                             max_length=max_length, device=device)
+            rate = schedules["model"].get_last_lr()[0]
+            parts: dict[str, float] = {}
+            for phase in objective.phases:
+                if epoch < phase.start_epoch:
+                    continue
+                parameters = _unfreeze_only(trained, phase.updates)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+                    ce = F.cross_entropy(logits.float(), batch.labels)
+                    loss, terms = objective.loss(model=model, modules=modules, batch=batch, logits=logits, ce=ce,
+                                                 phase=phase.name, epoch=epoch)
+                norm_ce, norm_rest = _step_gradients(parameters, ce=ce, loss=loss, clip=clip, max_norm=max_grad_norm)
+                for name in phase.updates:
+                    optimizers[name].step()
+                parts |= terms
+            _unfreeze_only(trained, tuple(trained))
+            for schedule in schedules.values():
+                schedule.step()
             step += 1
             if step % log_every == 0:
                 rows.append({"step": step, "epoch": epoch, "lr": rate, "loss": loss.item(), "ce": ce.item(), "align": math.nan,
                              "grad_norm_ce": norm_ce, "grad_norm_rest": norm_rest, **parts})
-    extra = {key: pl.Float64 for key in (rows[0] if rows else {}) if key not in _LOG_SCHEMA}
-    return model.eval(), pl.DataFrame(rows, schema=_LOG_SCHEMA | extra)
+    extra = {key: pl.Float64 for row in rows for key in row if key not in _LOG_SCHEMA}
+    return model.eval(), pl.DataFrame(rows, schema=_LOG_SCHEMA | extra), {name: m.eval() for name, m in modules.items()}
 
 
-def _step_gradients(model: PreTrainedModel, *, ce: Tensor, loss: Tensor, clip: Clip, max_norm: float) -> tuple[float, float]:
-    """Write the clipped gradient of ``loss`` into ``.grad``; return the norms of d ce and d (loss - ce).
+def _unfreeze_only(trained: Mapping[str, nn.Module], names: tuple[str, ...]) -> list[nn.Parameter]:
+    """Let only the modules in ``names`` take gradients; return their parameters."""
+    unknown = sorted(set(names) - set(trained))
+    if unknown:
+        raise ValueError(f"a phase updates {unknown[0]!r}, which is neither 'model' nor one of the objective's modules")
+    for name, module in trained.items():
+        module.requires_grad_(name in names)
+    return [p for name in names for p in trained[name].parameters()]
+
+
+def _step_gradients(parameters: list[nn.Parameter], *, ce: Tensor, loss: Tensor, clip: Clip,
+                    max_norm: float) -> tuple[float, float]:
+    """Write the clipped gradient of ``loss`` into the ``.grad`` of ``parameters``; return the norms of d ce and d (loss - ce).
 
     The cross-entropy gradient is taken first (its graph kept), then ``loss``'s; their difference is
-    the gradient of every other term, so the split costs one extra cross-entropy backward.
+    the gradient of every other term, so the split costs one extra cross-entropy backward. In a
+    phase where ce does not depend on ``parameters`` (a frozen classifier), the whole gradient is
+    the rest's and d ce is 0.
     """
-    parameters = [p for p in model.parameters() if p.requires_grad]
 
     def grads(value: Tensor, *, retain: bool) -> list[Tensor]:
         found = torch.autograd.grad(value, parameters, retain_graph=retain, allow_unused=True)
@@ -138,21 +191,27 @@ def _step_gradients(model: PreTrainedModel, *, ce: Tensor, loss: Tensor, clip: C
     def norm(tensors: list[Tensor]) -> float:
         return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors])).item()
 
-    split = loss is not ce  # more terms than the cross-entropy: take its gradient on its own first
-    grad_ce = grads(ce, retain=True) if split else None
-    grad_total = grads(loss, retain=False)
-    if not split:  # cross-entropy only: its gradient is the whole gradient
-        grad_ce, grad_rest = grad_total, []
+    if not ce.requires_grad:  # a phase that does not update the classifier's inputs to ce: everything is "rest"
+        grad_rest = grads(loss, retain=False)
+        norm_rest = norm(grad_rest)
+        scale = 1.0 if clip == "none" else min(1.0, max_norm / (norm_rest + 1e-6))
+        clipped, norm_ce = [g * scale for g in grad_rest], 0.0
     else:
-        grad_rest = [t - c for t, c in zip(grad_total, grad_ce)]
-    norm_ce, norm_rest = norm(grad_ce), (norm(grad_rest) if split else 0.0)
-    if clip == "per_term" and split:
-        scale_ce, scale_rest = (min(1.0, max_norm / (n + 1e-6)) for n in (norm_ce, norm_rest))
-        clipped = [c * scale_ce + r * scale_rest for c, r in zip(grad_ce, grad_rest)]
-    else:  # as torch.nn.utils.clip_grad_norm_ on the whole gradient
-        total = norm(grad_total) if split else norm_ce
-        scale = 1.0 if clip == "none" else min(1.0, max_norm / (total + 1e-6))
-        clipped = [g * scale for g in grad_total]
+        split = loss is not ce  # more terms than the cross-entropy: take its gradient on its own first
+        grad_ce = grads(ce, retain=True) if split else None
+        grad_total = grads(loss, retain=False)
+        if not split:  # cross-entropy only: its gradient is the whole gradient
+            grad_ce, grad_rest = grad_total, []
+        else:
+            grad_rest = [t - c for t, c in zip(grad_total, grad_ce)]
+        norm_ce, norm_rest = norm(grad_ce), (norm(grad_rest) if split else 0.0)
+        if clip == "per_term" and split:
+            scale_ce, scale_rest = (min(1.0, max_norm / (n + 1e-6)) for n in (norm_ce, norm_rest))
+            clipped = [c * scale_ce + r * scale_rest for c, r in zip(grad_ce, grad_rest)]
+        else:  # as torch.nn.utils.clip_grad_norm_ on the whole gradient
+            total = norm(grad_total) if split else norm_ce
+            scale = 1.0 if clip == "none" else min(1.0, max_norm / (total + 1e-6))
+            clipped = [g * scale for g in grad_total]
     for p, g in zip(parameters, clipped):
         p.grad = g
     return norm_ce, norm_rest
@@ -164,75 +223,53 @@ def write_training_curve(log: pl.DataFrame, path: str | Path) -> None:
         log.select(CURVE_COLUMNS).write_csv(tmp, float_precision=6)
 
 
-@torch.no_grad()
-def predict_proba(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    sentences: Sequence[Sequence[str]],
-    *,
-    batch_size: int,
-    device: str | torch.device,
-    max_length: int = 128,
-) -> np.ndarray:
-    """Class probabilities for pre-split sentences, in float32 on every device (no autocast):
-    small probability differences feed the faithfulness metrics.
-
-    Args:
-        model: a sequence classifier (put in eval mode, restored afterwards).
-        tokenizer: its fast tokenizer.
-        sentences: N sentences, each a list of words.
-        batch_size: sentences per forward pass.
-        device: where to run.
-        max_length: tokens per sentence.
-
-    Returns:
-        (N, C) float64 probabilities.
-    """
-    was_training = model.training
-    model.to(device).eval()
-    out = []
-    for start in range(0, len(sentences), batch_size):
-        encoding, _ = encode_words(tokenizer, sentences[start : start + batch_size], max_length=max_length, device=device)
-        logits = model(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"]).logits
-        out.append(logits.float().softmax(-1).cpu().double().numpy())
-    model.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels))
-
-
 def _collate(
     examples: Sequence[Example],
     tokenizer: PreTrainedTokenizerBase,
     *,
-    with_prior: bool,
+    objective: Objective,
+    task: Task,
     max_length: int,
     device: torch.device,
 ) -> Batch:
-    words = [e[0] for e in examples]
+    words = [e.words for e in examples]
     encoding, word_index = encode_words(tokenizer, words, max_length=max_length, device=device)
     prior = None
-    if with_prior:
+    if objective.needs_prior:
         prior = torch.zeros(len(examples), max(len(w) for w in words), dtype=torch.float32)
-        for row, (w, _, scores) in enumerate(examples):
-            prior[row, : len(w)] = torch.from_numpy(np.asarray(scores, dtype=np.float32))
+        for row, example in enumerate(examples):
+            prior[row, : len(example.words)] = torch.from_numpy(np.asarray(example.prior, dtype=np.float32))
         prior = prior.to(device)
+    columns = {
+        name: torch.tensor([task.column_values[name].index(e.columns[name]) for e in examples], device=device)
+        for name in objective.columns
+    }
     return Batch(
         input_ids=encoding["input_ids"],
         attention_mask=encoding["attention_mask"],
-        labels=torch.tensor([e[1] for e in examples], device=device),
+        labels=torch.tensor([e.label for e in examples], device=device),
         word_index=word_index,
         prior=prior,
+        columns=columns,
     )
 
 
-def _check_examples(train: Sequence[Example], *, with_prior: bool, name: str) -> None:
+def _check_examples(train: Sequence[Example], *, objective: Objective) -> None:
     if not train:
         raise DataError("train_student: no training examples")
-    for i, (words, _, prior) in enumerate(train):
-        if not words:
+    for i, example in enumerate(train):
+        if not example.words:
             raise DataError(f"training example {i}: no words")
-        if with_prior:
-            if prior is None or len(prior) != len(words):
+        if objective.needs_prior:
+            prior = example.prior
+            if prior is None or len(prior) != len(example.words):
                 got = "no prior" if prior is None else f"a prior of {len(prior)} scores"
-                raise DataError(f"training example {i}: method {name} needs one prior score per word ({len(words)}), got {got}")
+                raise DataError(
+                    f"training example {i}: objective {type(objective).__name__} needs one prior score per word "
+                    f"({len(example.words)}), got {got}"
+                )
             if not np.all(np.isfinite(prior)):
                 raise DataError(f"training example {i}: non-finite prior score")
+        missing = [name for name in objective.columns if not example.columns or name not in example.columns]
+        if missing:
+            raise DataError(f"training example {i}: no value for column {missing[0]!r}, which the objective needs")

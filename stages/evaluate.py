@@ -1,27 +1,29 @@
-"""Stage 6b: evaluate one student: metrics/<dataset>/<setting>/<method>-seed<S>.json (a DVC metric).
+"""Stage 6b: evaluate one student: metrics/<dataset>/<setting>/<name>-seed<S>.json (a DVC metric).
 
 Keys, all in percent like the paper: accuracy (test split), validation_accuracy (the split to tune
-on, e.g. ``dvc exp run -S student.beta=0.3``; never report it as a result), adv_add_accuracy, adv_replace_accuracy,
-adv_accuracy (both attacked sets together; the true label is unchanged by the attacks), and
+on, e.g. ``dvc exp run -S student.settings.guided.beta=0.3``; never report it as a result), and
 ERASER comprehensiveness / sufficiency (AOPC) with the rationale = the top words by the
-student's own Integrated Gradients toward its predicted label.
+student's own Integrated Gradients toward its predicted label. Adversarial accuracy is the
+``attack`` stage's (stages/attack.py).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import numpy as np
 import polars as pl
 import torch
+import typer
 
-from pipeline.artifacts import ADVERSARIAL, ADVERSARIAL_SCHEMA, DATASET_SCHEMA, DATASETS, METRICS, student_dir
+from pipeline.artifacts import DATASET_SCHEMA, DATASETS, model_name, student_dir, student_metrics_file
 from pipeline.eraser import faithfulness
 from pipeline.io import atomic_write, read_parquet
 from pipeline.models import load_trained_student, resolve_device
 from pipeline.params import EvaluationParams, load_params
+from pipeline.predict import predict_proba
 from pipeline.priors.ig import ig_prior
-from pipeline.training import predict_proba
 
 
 def self_rationale(model, tokenizer, sentences: list[list[str]], *, params: EvaluationParams, max_length: int,
@@ -34,14 +36,13 @@ def self_rationale(model, tokenizer, sentences: list[list[str]], *, params: Eval
     return probabilities, rationale
 
 
-def evaluate_student(model, tokenizer, *, test: pl.DataFrame, validation: pl.DataFrame, attacked: dict[str, pl.DataFrame],
+def evaluate_student(model, tokenizer, *, test: pl.DataFrame, validation: pl.DataFrame,
                      params: EvaluationParams, max_length: int, device: str) -> dict[str, float]:
-    """Accuracy, adversarial accuracy and faithfulness of a trained student, and its validation accuracy (for tuning).
+    """Accuracy and faithfulness of a trained student, and its validation accuracy (for tuning).
 
     Args:
         test: id, text, label of the test split.
         validation: the same columns of the validation split.
-        attacked: {"add": frame, "replace": frame} with text and (true) label.
 
     Returns:
         the metrics dict described in the module docstring.
@@ -57,32 +58,28 @@ def evaluate_student(model, tokenizer, *, test: pl.DataFrame, validation: pl.Dat
 
     sentences = [t.split() for t in test["text"]]
     probabilities, rationale = self_rationale(model, tokenizer, sentences, params=params, max_length=max_length, device=device)
-    add, replace = (correct(attacked[name], predict(attacked[name]["text"].to_list())) for name in ("add", "replace"))
     return {
         "accuracy": 100.0 * float(correct(test, probabilities).mean()),
         "validation_accuracy": 100.0 * float(correct(validation, predict(validation["text"].to_list())).mean()),
-        "adv_add_accuracy": 100.0 * float(add.mean()),
-        "adv_replace_accuracy": 100.0 * float(replace.mean()),
-        "adv_accuracy": 100.0 * float(np.concatenate([add, replace]).mean()),
         **faithfulness(predict, sentences, rationale, fractions=params.fractions),
     }
 
 
-def main(dataset: str, setting: str, method: str, seed: int) -> None:
-    """Evaluate models/<dataset>/<setting>/<method>-seed<seed> and write its metrics JSON."""
+def main(dataset: str, setting: str, objective: str, seed: int,
+         prior: Annotated[str | None, typer.Option(help="the prior the student was trained with")] = None) -> None:
+    """Evaluate models/<dataset>/<setting>/<objective>[.<prior>]-seed<seed> and write its metrics JSON."""
     params = load_params()
     device = resolve_device(params.device)
-    model, tokenizer = load_trained_student(student_dir(dataset, setting, method, seed), device=device)
-    attacked = {name: read_parquet(ADVERSARIAL / dataset / setting / f"{name}.parquet", schema=ADVERSARIAL_SCHEMA)
-                for name in ("add", "replace")}
+    name = model_name(objective, prior)
+    model, tokenizer = load_trained_student(student_dir(dataset, setting, name, seed), device=device)
     test, validation = (
         read_parquet(DATASETS / dataset / f"{split}.parquet", schema=DATASET_SCHEMA) for split in ("test", "validation")
     )
-    metrics = evaluate_student(model, tokenizer, test=test, validation=validation, attacked=attacked,
+    metrics = evaluate_student(model, tokenizer, test=test, validation=validation,
                                params=params.evaluation, max_length=params.student.max_length, device=device)
-    with atomic_write(METRICS / dataset / setting / f"{method}-seed{seed}.json") as tmp:
+    with atomic_write(student_metrics_file(dataset, setting, name, seed)) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"{dataset}/{setting}/{method}-seed{seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+    print(f"{dataset}/{setting}/{name}-seed{seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
 
 
 if __name__ == "__main__":

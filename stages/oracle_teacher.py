@@ -14,7 +14,7 @@ from pipeline.errors import DataError
 from pipeline.fewshot import training_pool
 from pipeline.io import read_parquet
 from pipeline.params import load_params
-from stages.train import fit_student, save_student
+from pipeline.students import fit_student, save_student
 
 
 def main(dataset: str) -> None:
@@ -33,9 +33,9 @@ def main(dataset: str) -> None:
             f"(k-shot draws take up to {largest_draw}); drop 'oracle' from student.priors for this dataset"
         )
     seed = params.priors.ig.teacher_seed
-    model, tokenizer, log = fit_student(params, sentences=pool, labels=labels, method="baseline", seed=seed,
-                                        epochs=params.priors.oracle.epochs, batch_size=params.priors.oracle.batch_size)
-    save_student(oracle_teacher_dir(dataset, seed), model, tokenizer, log)
+    model, tokenizer, log, modules = fit_student(params, sentences=pool, labels=labels, objective="baseline", seed=seed,
+                                                 epochs=params.priors.oracle.epochs, batch_size=params.priors.oracle.batch_size)
+    save_student(oracle_teacher_dir(dataset, seed), model=model, tokenizer=tokenizer, log=log, modules=modules)
 
 
 if __name__ == "__main__":

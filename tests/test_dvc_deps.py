@@ -51,3 +51,12 @@ def test_stage_deps_cover_every_imported_project_file(stage, module, deps):
     imported = _imported_files(module)
     missing = sorted(str(f) for f in imported if not any(str(f) == d or str(f).startswith(d.rstrip("/") + "/") for d in deps))
     assert not missing, f"dvc.yaml stage {stage!r} imports {missing} but does not list them in its deps"
+
+
+@pytest.mark.parametrize(("stage", "module", "deps"), _stages(), ids=[s[0] for s in _stages()])
+def test_stage_deps_list_no_project_code_the_stage_does_not_run(stage, module, deps):
+    """A listed module the stage never imports would rerun it for nothing when that module changes."""
+    imported = {str(f) for f in _imported_files(module)}
+    code = [d for d in deps if d.split("/")[0] in ("pipeline", "stages")]
+    unused = [d for d in code if not any(f == d or f.startswith(d.rstrip("/") + "/") for f in imported)]
+    assert not unused, f"dvc.yaml stage {stage!r} lists {unused} in its deps but never imports them"

@@ -9,10 +9,13 @@ import pytest
 
 from pipeline.errors import ArtifactError
 from pipeline.report import (
+    ADVERSARIAL_FILE,
+    ADVERSARIAL_KEYS,
     METRIC_KEYS,
     collect,
     collect_diagnostics,
     detectable_difference,
+    display_name,
     paired_tests,
     paper_comparison,
     results_table,
@@ -20,7 +23,7 @@ from pipeline.report import (
     write_report,
 )
 
-METHOD_OFFSET = {"baseline": 0.0, "cap": 2.0, "cap+ig+lime": 3.5, "ig": -1.0}
+METHOD_OFFSET = {"baseline": 0.0, "guided.cap": 2.0, "guided.cap+ig+lime": 3.5, "guided.ig": -1.0}
 
 
 def _metrics(data_seed: int, train_seed: int, method: str) -> dict[str, float]:
@@ -37,10 +40,16 @@ def _metrics(data_seed: int, train_seed: int, method: str) -> dict[str, float]:
     }
 
 
-def _write(root: Path, dataset: str, setting: str, method: str, seed: int, record: object) -> Path:
+def _write(root: Path, dataset: str, setting: str, method: str, seed: int, record: dict) -> Path:
+    """The evaluate stage's file for the student, and its adversarial keys into the setting's attack file."""
     path = root / dataset / setting / f"{method}-seed{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
+    path.write_text(json.dumps({k: v for k, v in record.items() if k not in ADVERSARIAL_KEYS}))
+    attacked = {k: v for k, v in record.items() if k in ADVERSARIAL_KEYS}
+    if attacked:
+        attack_file = path.parent / ADVERSARIAL_FILE
+        students = json.loads(attack_file.read_text()) if attack_file.exists() else {}
+        attack_file.write_text(json.dumps(students | {path.stem: attacked}))
     return path
 
 
@@ -51,11 +60,11 @@ def metrics_dir(tmp_path: Path) -> Path:
     root = tmp_path / "metrics"
     for data_seed in range(3):
         for train_seed in range(2):
-            for method in ("baseline", "cap", "cap+ig+lime"):
+            for method in ("baseline", "guided.cap", "guided.cap+ig+lime"):
                 record = _metrics(data_seed, train_seed, method)
                 _write(root, "hwu64", f"k5-seed{data_seed}", method, train_seed, record)
-    _write(root, "hwu64", "k5-seed0", "ig", 0, _metrics(0, 0, "ig"))
-    for method in ("baseline", "cap+ig+lime"):
+    _write(root, "hwu64", "k5-seed0", "guided.ig", 0, _metrics(0, 0, "guided.ig"))
+    for method in ("baseline", "guided.cap+ig+lime"):
         _write(root, "banking77", "full", method, 0, _metrics(0, 0, method))
     return root
 
@@ -73,13 +82,13 @@ def _row(text: str, section: str, first_cell: str) -> list[str]:
 def test_collect_reads_every_file_and_groups_seeded_settings(metrics_dir: Path):
     frame = collect(metrics_dir)
 
-    assert frame.columns == ["dataset", "setting_group", "replicate", "method", *METRIC_KEYS]
+    assert frame.columns == ["dataset", "setting_group", "replicate", "method", *METRIC_KEYS, *ADVERSARIAL_KEYS]
     assert len(frame) == 3 * 2 * 3 + 1 + 2
     assert set(frame["setting_group"]) == {"k5", "full"}
-    cap = frame.filter((pl.col("dataset") == "hwu64") & (pl.col("method") == "cap"))
+    cap = frame.filter((pl.col("dataset") == "hwu64") & (pl.col("method") == "guided.cap"))
     assert sorted(cap["replicate"]) == [f"k5-seed{d}/seed{t}" for d in range(3) for t in range(2)]
     row = cap.filter(pl.col("replicate") == "k5-seed2/seed1").row(0, named=True)
-    assert {key: row[key] for key in METRIC_KEYS} == _metrics(2, 1, "cap")
+    assert {key: row[key] for key in METRIC_KEYS + ADVERSARIAL_KEYS} == _metrics(2, 1, "guided.cap")
     assert frame.filter(pl.col("setting_group") == "full")["replicate"].to_list() == ["full/seed0", "full/seed0"]
 
 
@@ -87,7 +96,7 @@ def test_results_table_shows_mean_and_sd_over_replicates(metrics_dir: Path):
     table = results_table(collect(metrics_dir))
 
     replicates = [(d, t) for d in range(3) for t in range(2)]
-    for method, display in (("baseline", "Baseline"), ("cap", "CAP"), ("cap+ig+lime", "CAP Hybrid")):
+    for method, display in (("baseline", "Baseline"), ("guided.cap", "CAP"), ("guided.cap+ig+lime", "CAP Hybrid")):
         cells = _row(table, "### Setting `k5`", display)
         expected = []
         for key in ("accuracy", "adv_accuracy", "comprehensiveness", "sufficiency"):
@@ -95,7 +104,7 @@ def test_results_table_shows_mean_and_sd_over_replicates(metrics_dir: Path):
             expected.append(f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}")
         assert cells[1:] == expected
     # one replicate: no sd
-    assert _row(table, "### Setting `k5`", "IG")[1] == f"{_metrics(0, 0, 'ig')['accuracy']:.2f} ± –"
+    assert _row(table, "### Setting `k5`", "IG")[1] == f"{_metrics(0, 0, 'guided.ig')['accuracy']:.2f} ± –"
     # the paper's method order, whatever the file order
     k5 = table.split("### Setting `k5`")[1]
     assert [k5.index(f"| {m} |") for m in ("Baseline", "IG", "CAP", "CAP Hybrid")] == sorted(
@@ -104,19 +113,19 @@ def test_results_table_shows_mean_and_sd_over_replicates(metrics_dir: Path):
     assert "HWU64 Acc AD" in k5 and "Banking77" not in k5
     assert "replicates per method: HWU64 1–6" in k5
     full = _row(table, "### Setting `full`", "CAP Hybrid")
-    assert full[1] == f"{_metrics(0, 0, 'cap+ig+lime')['accuracy']:.2f} ± –"
+    assert full[1] == f"{_metrics(0, 0, 'guided.cap+ig+lime')['accuracy']:.2f} ± –"
 
 
 def test_results_table_marks_a_method_missing_on_one_dataset(tmp_path: Path):
     root = tmp_path / "metrics"
     for dataset in ("hwu64", "clinc150"):
         _write(root, dataset, "k5-seed0", "baseline", 0, _metrics(0, 0, "baseline"))
-    _write(root, "clinc150", "k5-seed0", "cap", 0, _metrics(0, 0, "cap"))
+    _write(root, "clinc150", "k5-seed0", "guided.cap", 0, _metrics(0, 0, "guided.cap"))
 
     cells = _row(results_table(collect(root)), "### Setting `k5`", "CAP")
 
     assert cells[1:5] == ["–"] * 4  # HWU64 comes first and has no CAP run
-    assert cells[5] == f"{_metrics(0, 0, 'cap')['accuracy']:.2f} ± –"
+    assert cells[5] == f"{_metrics(0, 0, 'guided.cap')['accuracy']:.2f} ± –"
 
 
 def test_paired_tests_against_the_baseline(metrics_dir: Path):
@@ -163,7 +172,7 @@ def test_paired_bootstrap_interval_brackets_the_mean_difference(tmp_path: Path):
     for data_seed, shift in enumerate(shifts):
         base = _metrics(data_seed, 0, "baseline")
         _write(root, "hwu64", f"k5-seed{data_seed}", "baseline", 0, base)
-        _write(root, "hwu64", f"k5-seed{data_seed}", "cap", 0, base | {"accuracy": base["accuracy"] + shift})
+        _write(root, "hwu64", f"k5-seed{data_seed}", "guided.cap", 0, base | {"accuracy": base["accuracy"] + shift})
 
     cell = _row(paired_tests(collect(root)), "### Setting `k5`, HWU64", "CAP")[2]
 
@@ -198,7 +207,7 @@ def test_write_report_writes_markdown_and_plot_csv(metrics_dir: Path, tmp_path: 
     csv = pl.read_csv(out / "accuracy_by_method.csv")
     assert csv.columns == ["setting", "dataset", "method", "accuracy"]
     hybrid = csv.filter((pl.col("setting") == "k5") & (pl.col("method") == "CAP Hybrid"))
-    expected = statistics.mean(_metrics(d, t, "cap+ig+lime")["accuracy"] for d in range(3) for t in range(2))
+    expected = statistics.mean(_metrics(d, t, "guided.cap+ig+lime")["accuracy"] for d in range(3) for t in range(2))
     assert hybrid["dataset"].to_list() == ["HWU64"]
     assert hybrid["accuracy"][0] == pytest.approx(expected, abs=1e-4)
     assert len(csv) == 4 + 2  # k5: baseline, ig, cap, CAP Hybrid on hwu64; full: two on banking77
@@ -214,7 +223,7 @@ def test_write_report_writes_markdown_and_plot_csv(metrics_dir: Path, tmp_path: 
         ("lime-seed0.json", json.dumps({k: 50.0 for k in METRIC_KEYS} | {"accuracy": "high"}), "finite number"),
         ("lime-seed0.json", json.dumps({k: 50.0 for k in METRIC_KEYS} | {"accuracy": True}), "finite number"),
         ("lime-seed0.json", json.dumps({k: 50.0 for k in METRIC_KEYS} | {"accuracy": 120.0}), r"outside \[0, 100\]"),
-        ("cap.json", json.dumps({k: 50.0 for k in METRIC_KEYS}), "not <method>-seed<S>.json"),
+        ("cap.json", json.dumps({k: 50.0 for k in METRIC_KEYS}), "not <model name>-seed<S>.json"),
     ],
 )
 def test_collect_names_the_malformed_file(metrics_dir: Path, name: str, content: str, message: str):
@@ -232,3 +241,17 @@ def test_collect_rejects_a_missing_or_empty_directory(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ArtifactError, match="no metrics files"):
         collect(tmp_path / "empty")
+
+
+def test_a_profile_without_attacks_has_no_adversarial_column_and_names_objectives_by_the_registry(tmp_path: Path):
+    root = tmp_path / "metrics"
+    for data_seed in range(2):
+        for method in ("baseline", "guided.oracle"):
+            record = {k: v for k, v in _metrics(data_seed, 0, "baseline").items() if k not in ADVERSARIAL_KEYS}
+            _write(root, "hwu64", f"k5-seed{data_seed}", method, 0, record)
+    table = results_table(collect(root))
+
+    assert "Acc AD" not in table
+    assert _row(table, "### Setting `k5`", "Oracle IG (control)")[1] == _row(table, "### Setting `k5`", "Baseline")[1]
+    assert display_name("guided.cap+ig+lime") == "CAP Hybrid"
+    assert display_name("not-registered") == "not-registered"

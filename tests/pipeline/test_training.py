@@ -8,9 +8,12 @@ import torch
 
 from pipeline.artifacts import oracle_teacher_dir, student_dir, training_curve_file
 from pipeline.errors import DataError
-from pipeline.methods import get_method
 from pipeline.models import load_student
-from pipeline.training import _step_gradients, predict_proba, train_student, write_training_curve
+from pipeline.objectives.base import Task
+from pipeline.objectives.baseline import Baseline
+from pipeline.objectives.guided import Guided
+from pipeline.predict import predict_proba
+from pipeline.training import Example, _step_gradients, train_student, write_training_curve
 
 N_LABELS = 4
 
@@ -21,7 +24,7 @@ def examples(shared_data):
     frame = pl.read_parquet(shared_data / "banking77" / "train.parquet")
     labels = sorted(frame["label"].unique())[:N_LABELS]
     rows = frame.filter(pl.col("label").is_in(labels)).group_by("label", maintain_order=True).head(2)
-    return [(text.split(), labels.index(label)) for text, label in zip(rows["text"], rows["label"])]
+    return [Example(text.split(), labels.index(label)) for text, label in zip(rows["text"], rows["label"])]
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +34,22 @@ def student():
     return model, tokenizer, {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def _train(student, train, method, *, epochs=2, seed=0, lr=1e-4):
+TASK = Task(num_labels=N_LABELS)
+
+
+def _train(student, train, objective, *, epochs=2, seed=0, lr=1e-4):
     model, tokenizer, initial = student
     model.load_state_dict(initial)
-    return train_student(
-        model=model, tokenizer=tokenizer, train=train, method=method, epochs=epochs, lr=lr,
+    model, log, _ = train_student(
+        model=model, tokenizer=tokenizer, train=train, objective=objective, task=TASK, epochs=epochs, lr=lr,
         batch_size=4, warmup_fraction=0.25, seed=seed, device="cpu",
     )
+    return model, log
 
 
 def _with_prior(examples, seed=0):
     rng = np.random.default_rng(seed)
-    return [(words, label, rng.random(len(words))) for words, label in examples]
+    return [e._replace(prior=rng.random(len(e.words))) for e in examples]
 
 
 @pytest.mark.slow
@@ -53,8 +60,8 @@ def test_guided_training_lowers_the_alignment_to_a_fixed_prior(student, examples
     align = {}
     for beta in (10.0, 0.0):
         model.load_state_dict(initial)
-        _, log = train_student(
-            model=model, tokenizer=tokenizer, train=_with_prior(examples), method=get_method("cap", steps=4, beta=beta),
+        _, log, _ = train_student(
+            model=model, tokenizer=tokenizer, train=_with_prior(examples), objective=Guided(ig_steps=4, beta=beta), task=TASK,
             epochs=6, lr=2e-4, batch_size=8, warmup_fraction=0.0, seed=0, device="cpu",
         )
         align[beta] = log["align"].to_list()
@@ -67,19 +74,18 @@ def test_guided_training_lowers_the_alignment_to_a_fixed_prior(student, examples
 
 
 def test_training_is_deterministic_for_a_seed(student, examples):
-    method = get_method("cap+ig", steps=2)
+    objective = Guided(ig_steps=2)
     train = _with_prior(examples)
-    _, first = _train(student, train, method)
-    _, second = _train(student, train, method)
-    _, other_seed = _train(student, train, method, seed=1)
+    _, first = _train(student, train, objective)
+    _, second = _train(student, train, objective)
+    _, other_seed = _train(student, train, objective, seed=1)
     assert first.height == 4  # 2 epochs x 2 batches
     assert first.equals(second)
     assert not first["loss"].equals(other_seed["loss"])
 
 
 def test_baseline_logs_cross_entropy_only_and_a_linear_schedule(student, examples):
-    train = [(words, label, None) for words, label in examples]
-    _, log = _train(student, train, get_method("baseline"), epochs=3, lr=1e-3)
+    _, log = _train(student, examples, Baseline(), epochs=3, lr=1e-3)
     assert log.columns == ["step", "epoch", "lr", "loss", "ce", "align", "grad_norm_ce", "grad_norm_rest"]
     assert (log["grad_norm_ce"] > 0).all() and (log["grad_norm_rest"] == 0).all()
     assert log["step"].to_list() == list(range(1, 7)) and log["epoch"].to_list() == [0, 0, 1, 1, 2, 2]
@@ -92,12 +98,13 @@ def test_baseline_logs_cross_entropy_only_and_a_linear_schedule(student, example
 def test_guided_method_rejects_missing_or_misaligned_priors(student, examples):
     model, tokenizer, _ = student
     train = _with_prior(examples)
-    words, label, prior = train[3]
-    cases = [((words, label, None), "no prior"), ((words, label, prior[:-1]), f"a prior of {len(words) - 1} scores")]
+    words, prior = train[3].words, train[3].prior
+    cases = [(train[3]._replace(prior=None), "no prior"),
+             (train[3]._replace(prior=prior[:-1]), f"a prior of {len(words) - 1} scores")]
     for broken, message in cases:
         with pytest.raises(DataError, match=f"training example 3: .*{message}"):
             train_student(
-                model=model, tokenizer=tokenizer, train=train[:3] + [broken], method=get_method("ig"),
+                model=model, tokenizer=tokenizer, train=train[:3] + [broken], objective=Guided(), task=TASK,
                 epochs=1, lr=1e-4, batch_size=4, warmup_fraction=0.0, seed=0, device="cpu",
             )
 
@@ -106,7 +113,7 @@ def test_predict_proba_matches_the_model_and_ignores_batching(student, examples)
     model, tokenizer, initial = student
     model.load_state_dict(initial)
     model.train()
-    sentences = [words for words, _ in examples]
+    sentences = [e.words for e in examples]
     probabilities = predict_proba(model, tokenizer, sentences, batch_size=3, device="cpu")
     assert model.training  # mode restored
     assert probabilities.shape == (len(sentences), N_LABELS) and probabilities.dtype == np.float64
@@ -127,22 +134,22 @@ def test_step_gradients_split_and_clip_the_cross_entropy_and_the_rest(clip):
     w = layer.weight
     ce = 3.0 * w[0, 0] + 0.0 * w.sum()
     rest = 4.0 * w[0, 1]
-    norms = _step_gradients(layer, ce=ce, loss=ce + rest, clip=clip, max_norm=1.0)
+    norms = _step_gradients(list(layer.parameters()), ce=ce, loss=ce + rest, clip=clip, max_norm=1.0)
     assert norms == pytest.approx((3.0, 4.0))
     expected = {"per_term": [1.0, 1.0], "total": [3.0 / 5, 4.0 / 5], "none": [3.0, 4.0]}[clip]
     np.testing.assert_allclose(w.grad[0].numpy(), expected, rtol=1e-5)
 
 
 def test_guided_training_logs_both_gradient_norms(student, examples):
-    _, log = _train(student, _with_prior(examples), get_method("cap", steps=2, beta=5.0), epochs=1)
+    _, log = _train(student, _with_prior(examples), Guided(ig_steps=2, beta=5.0), epochs=1)
     assert (log["grad_norm_ce"] > 0).all() and (log["grad_norm_rest"] > 0).all()
     assert log.select(pl.col("grad_norm_ce", "grad_norm_rest").is_finite().all()).row(0) == (True, True)
 
 
 def test_the_training_curve_is_the_logs_loss_ce_and_align_by_step_under_reports_curves(tmp_path):
     """dvc.yaml declares these paths as the train stages' outs and plots them by step (top-level ``plots``)."""
-    expected = Path("reports/curves/banking77/k5-seed0/cap+ig-seed1.csv")
-    assert training_curve_file(student_dir("banking77", "k5-seed0", "cap+ig", 1)) == expected
+    expected = Path("reports/curves/banking77/k5-seed0/guided.cap+ig-seed1.csv")
+    assert training_curve_file(student_dir("banking77", "k5-seed0", "guided.cap+ig", 1)) == expected
     assert training_curve_file(oracle_teacher_dir("banking77", 0)) == Path("reports/curves/banking77/oracle-teacher-seed0.csv")
     log = pl.DataFrame({
         "step": [1, 2], "epoch": [0, 1], "lr": [1e-4, 0.0], "loss": [1.5, 0.75], "ce": [1.25, 0.5], "align": [0.25, 0.25],

@@ -3,33 +3,34 @@ import torch
 
 from pipeline.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words
 from pipeline.errors import ConfigError
-from pipeline.methods import METHODS, Baseline, Batch, Guided, get_method
 from pipeline.models import load_student
-from pipeline.priors.fusion import COMBINATIONS
+from pipeline.objectives import get_objective, objective_class
+from pipeline.objectives.base import Batch
+from pipeline.objectives.baseline import Baseline
+from pipeline.objectives.guided import Guided
 
 
-def test_registry_has_the_baseline_and_one_guided_method_per_prior_combination():
-    assert set(METHODS) == {"baseline", *COMBINATIONS}
-    assert get_method("baseline") == Baseline()
-    for name in COMBINATIONS:
-        method = get_method(name, beta=0.5, steps=3, normalisation="minmax")
-        assert method == Guided(name=name, needs_prior=name, beta=0.5, steps=3, normalisation="minmax")
+def test_the_registry_builds_objectives_with_their_settings():
+    assert get_objective("baseline") == Baseline()
+    settings = {"beta": 0.5, "ig_steps": 3, "normalisation": "minmax"}
+    assert get_objective("guided", **settings) == Guided(**settings)
+    assert objective_class("guided").needs_prior and not objective_class("baseline").needs_prior
 
 
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("agm", {}, "unknown method 'agm'"),
-        ("cap", {"gamma": 1.0}, "method cap: .*gamma"),
-        ("baseline", {"beta": 1.0}, "method baseline: .*beta"),
-        ("cap", {"beta": -1.0}, "beta must be >= 0"),
-        ("cap", {"steps": 0}, "steps must be >= 1"),
-        ("cap", {"normalisation": "l1"}, "normalisation must be"),
+        ("no-such-objective", {}, "unknown objective 'no-such-objective'"),
+        ("guided", {"gamma": 1.0}, r"student.settings.guided: unknown setting 'gamma' \(known: beta, ig_steps, normalisation\)"),
+        ("baseline", {"beta": 1.0}, "student.settings.baseline: unknown setting 'beta'"),
+        ("guided", {"beta": -1.0}, "beta must be >= 0"),
+        ("guided", {"ig_steps": 0}, "ig_steps must be >= 1"),
+        ("guided", {"normalisation": "l1"}, "normalisation must be"),
     ],
 )
-def test_get_method_rejects_bad_names_and_settings(name, params, message):
+def test_get_objective_rejects_bad_names_and_settings(name, params, message):
     with pytest.raises(ConfigError, match=message):
-        get_method(name, **params)
+        get_objective(name, **params)
 
 
 def test_guided_loss_is_ce_plus_beta_times_the_word_mse():
@@ -45,7 +46,8 @@ def test_guided_loss_is_ce_plus_beta_times_the_word_mse():
     )
     model.train()
     ce = torch.tensor(0.7)
-    loss, parts = get_method("cap", beta=2.0, steps=4).loss(model=model, batch=batch, logits=torch.zeros(2, 2), ce=ce)
+    loss, parts = Guided(beta=2.0, ig_steps=4).loss(model=model, modules={}, batch=batch, logits=torch.zeros(2, 2), ce=ce,
+                                                   phase="main", epoch=0)
     assert model.training  # the self-attribution ran with dropout off, then the mode came back
     assert loss.requires_grad and set(parts) == {"align"}
     torch.testing.assert_close(loss, ce + 2.0 * torch.tensor(parts["align"]))
@@ -64,5 +66,6 @@ def test_guided_loss_is_ce_plus_beta_times_the_word_mse():
     first = own[0].abs() / own[0].abs().norm()
     expected = ((first - torch.tensor([0.0, 0.6, 0.8])) ** 2).mean() / 2
     assert parts["align"] == pytest.approx(expected.item(), rel=1e-5)
-    baseline_loss, baseline_parts = get_method("baseline").loss(model=model, batch=batch, logits=torch.zeros(2, 2), ce=ce)
+    baseline_loss, baseline_parts = Baseline().loss(model=model, modules={}, batch=batch, logits=torch.zeros(2, 2), ce=ce,
+                                                    phase="main", epoch=0)
     assert baseline_loss is ce and baseline_parts == {}

@@ -1,0 +1,54 @@
+"""The registry of training objectives: one line per objective.
+
+Prior-free objectives (``baseline``; the siblings) train once per (setting, seed); prior-guided
+ones (``needs_prior``: the CAP family's ``guided``) once per prior as well. An objective is one
+module under ``pipeline/objectives/`` (a subclass of ``base.Objective``) plus its line here; the
+training loop, the stages, the report and the flow read everything else from it and from params.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+
+from pipeline.errors import ConfigError
+from pipeline.objectives.base import Objective
+from pipeline.objectives.baseline import Baseline
+from pipeline.objectives.guided import Guided
+
+OBJECTIVES: dict[str, Callable[..., Objective]] = {
+    "baseline": Baseline,
+    "guided": Guided,
+}
+
+
+def objective_class(name: str) -> type[Objective]:
+    """The class registered as ``name`` (its ``display`` and ``needs_prior``, before any settings)."""
+    if name not in OBJECTIVES:
+        raise ConfigError(f"student: unknown objective {name!r} (registered: {', '.join(OBJECTIVES)})")
+    factory = OBJECTIVES[name]
+    return getattr(factory, "func", factory)  # a functools.partial registers a variant of a class
+
+
+def get_objective(name: str, **settings: object) -> Objective:
+    """Instantiate a registered objective.
+
+    Args:
+        name: a key of ``OBJECTIVES``.
+        settings: its settings (``student.settings.<name>`` in params.yaml).
+
+    Returns:
+        The objective.
+
+    Raises:
+        ConfigError: an unknown name or setting, naming the params key.
+    """
+    cls = objective_class(name)
+    try:
+        return OBJECTIVES[name](**settings)
+    except TypeError:  # an unknown setting
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(settings) - set(known))
+        raise ConfigError(
+            f"student.settings.{name}: unknown setting {unknown[0] if unknown else '?'!r} (known: {', '.join(known) or 'none'})"
+        ) from None

@@ -1,0 +1,127 @@
+"""What every training objective declares and receives: batches, phases, extra modules, the task.
+
+A trained student is (objective, prior or none, seed). The training loop (``pipeline.training``)
+knows nothing about any objective: it builds the batches with the columns the objective asks for,
+creates and optimises the extra modules it declares, and runs its phases in order for every batch.
+Baseline and the guided CAP family are one phase that updates the classifier; eX2L adds a head,
+ALIGN a second model with its own phase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training batch on the model's device.
+
+    Attributes:
+        input_ids: (B, T) token ids.
+        attention_mask: (B, T).
+        labels: (B,) class ids.
+        word_index: (B, T) word of each token, -1 for special and padding tokens.
+        prior: (B, W) word scores padded with 0 (W = most words in the batch), or None for
+            objectives without a prior.
+        columns: each extra column the objective declared, as (B,) ids: the index of the row's value
+            in ``Task.column_values[name]``.
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    labels: Tensor
+    word_index: Tensor
+    prior: Tensor | None = None
+    columns: Mapping[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One update of a training step.
+
+    Attributes:
+        name: passed to ``Objective.loss`` as ``phase``.
+        updates: what this phase optimises: ``"model"`` (the classifier) and/or extra module names;
+            everything else is frozen while it runs.
+        start_epoch: the phase is skipped in earlier epochs (0-based), e.g. after a warm-up.
+    """
+
+    name: str
+    updates: tuple[str, ...] = ("model",)
+    start_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class ExtraModule:
+    """A module an objective trains beside the classifier, saved with its checkpoint.
+
+    Attributes:
+        module: the network (moved to the student's device by the loop).
+        lr: its peak learning rate; None = the student's.
+    """
+
+    module: nn.Module
+    lr: float | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """What an objective may size its modules by.
+
+    Attributes:
+        num_labels: classes of the classifier.
+        column_values: for each extra column, its distinct values in the training data, sorted
+            (a batch's ``columns[name]`` indexes this).
+    """
+
+    num_labels: int
+    column_values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+class Objective:
+    """A training objective. Subclasses are frozen dataclasses whose fields are its settings
+    (params.yaml ``student.settings.<name>``), checked in ``__post_init__``.
+
+    Attributes:
+        display: the name in reports.
+        needs_prior: whether batches carry a prior (the objective is trained once per prior).
+    """
+
+    display: ClassVar[str]
+    needs_prior: ClassVar[bool] = False
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Dataset columns (besides text and label) the batches carry."""
+        return ()
+
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        """The updates of one step, in order."""
+        return (Phase("main"),)
+
+    def modules(self, *, model: PreTrainedModel, task: Task) -> dict[str, ExtraModule]:
+        """Extra trainable modules, created after the student is loaded and seeded."""
+        return {}
+
+    def loss(
+        self, *, model: PreTrainedModel, modules: Mapping[str, nn.Module], batch: Batch, logits: Tensor, ce: Tensor,
+        phase: str, epoch: int,
+    ) -> tuple[Tensor, dict[str, float]]:
+        """The loss to back-propagate in ``phase`` and the named terms to log (besides loss and ce).
+
+        Args:
+            model: the classifier, in train mode.
+            modules: the extra modules by name.
+            batch: the batch.
+            logits: (B, C) the classifier's logits on the batch in this phase.
+            ce: the mean cross-entropy of ``logits``.
+            phase: the phase's name.
+            epoch: the current epoch, 0-based.
+        """
+        raise NotImplementedError
