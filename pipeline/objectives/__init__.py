@@ -12,13 +12,18 @@ from collections.abc import Callable
 from dataclasses import fields
 
 from pipeline.errors import ConfigError
+from pipeline.objectives.agm import Agm, AgmRandom
 from pipeline.objectives.base import Objective
 from pipeline.objectives.baseline import Baseline
 from pipeline.objectives.guided import Guided
+from pipeline.objectives.regex import Regex
 
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "baseline": Baseline,
     "guided": Guided,
+    "agm": Agm,
+    "agm-random": AgmRandom,
+    "regex": Regex,
 }
 
 

@@ -11,8 +11,8 @@ L = CE + lambda_mask * L_mask (+ lambda_cf * L_cf):
 - L_cf (off by default): NT-Xent between the pooled representations of x and of x_cf, x with S_b
   replaced by the pad token, in-batch negatives, ``temperature``; pooled = the last layer's
   first-token state, what a BERT/RoBERTa head reads;
-- ``random_selection`` (the ``agm-random`` ablation): S_b replaced by as many real tokens drawn
-  uniformly (torch's generator, seeded by the training loop).
+- ``AgmRandom`` (the ``agm-random`` ablation): S_b replaced by as many real tokens drawn uniformly
+  (torch's generator, seeded by the training loop); its own class so that reports name it apart.
 
 A zero weight skips its term entirely (nothing computed, nothing logged): with both weights 0 the
 loss is the cross-entropy itself.
@@ -20,22 +20,23 @@ loss is the cross-entropy itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from transformers import PreTrainedModel
 
 from pipeline.attribution import gradient_x_input
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
+from pipeline.objectives.base import Batch, Objective
 from pipeline.objectives.selection import above_quantile, random_like, replace
 
 
 @dataclass(frozen=True)
-class Agm:
+class Agm(Objective):
     """Cross-entropy plus the squared attribution of each sentence's most attributed tokens.
 
     Attributes:
@@ -44,17 +45,15 @@ class Agm:
         lambda_cf: weight of the counterfactual NT-Xent term (0: not computed).
         rrr: penalise the squared input gradient of sum_k log p_k on S_b instead of a_t^2.
         temperature: NT-Xent temperature.
-        random_selection: draw S_b uniformly among the real tokens, same count (``agm-random``).
     """
 
-    display: ClassVar[str] = "AGM"
+    display = "AGM"
 
     quantile: float = 0.75
     lambda_mask: float = 1.0
     lambda_cf: float = 0.0
     rrr: bool = False
     temperature: float = 0.1
-    random_selection: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.quantile < 1:
@@ -66,7 +65,8 @@ class Agm:
             raise ConfigError(f"agm: temperature must be > 0, got {self.temperature}")
 
     def loss(
-        self, *, model: PreTrainedModel, modules: dict, batch, logits: Tensor, ce: Tensor, phase: str, epoch: int
+        self, *, model: PreTrainedModel, modules: Mapping[str, nn.Module], batch: Batch, logits: Tensor, ce: Tensor,
+        phase: str, epoch: int,
     ) -> tuple[Tensor, dict[str, float]]:
         if self.lambda_mask == 0 and self.lambda_cf == 0:
             return ce, {}
@@ -103,8 +103,16 @@ class Agm:
 
     def select(self, attribution: Tensor, *, real: Tensor) -> Tensor:
         """S: (B, T) bool, the tokens penalised, from the (B, T) attribution and the real-token mask."""
-        selected = above_quantile(attribution.abs(), real=real, quantile=self.quantile)
-        return random_like(selected, real=real) if self.random_selection else selected
+        return above_quantile(attribution.abs(), real=real, quantile=self.quantile)
+
+
+class AgmRandom(Agm):
+    """The ablation: AGM's loss on as many real tokens per sentence as AGM selects, drawn uniformly."""
+
+    display = "AGM-random"
+
+    def select(self, attribution: Tensor, *, real: Tensor) -> Tensor:
+        return random_like(super().select(attribution, real=real), real=real)
 
 
 def nt_xent(representations: Tensor, *, temperature: float) -> Tensor:

@@ -19,24 +19,26 @@ nothing logged): with all four at 0 the loss is the cross-entropy itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from transformers import PreTrainedModel
 
 from pipeline.attribution import gradient_x_input, integrated_gradients, pad_baseline
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
+from pipeline.objectives.base import Batch, Objective
 from pipeline.objectives.selection import lowest, replace
 
 _WEIGHTS = {"input_grad": "alpha", "vat": "beta", "cons": "gamma", "att": "delta"}  # logged term -> its weight
 
 
 @dataclass(frozen=True)
-class Regex:
+class Regex(Objective):
     """Cross-entropy plus input-gradient, virtual-adversarial, salient-masking and attention terms.
 
     Attributes:
@@ -48,7 +50,7 @@ class Regex:
         ig_steps: m, IG's interpolation points.
     """
 
-    display: ClassVar[str] = "REGEX"
+    display = "REGEX"
 
     alpha: float = 1.0
     beta: float = 1.0
@@ -74,7 +76,8 @@ class Regex:
             raise ConfigError(f"regex: ig_steps must be >= 1, got {self.ig_steps}")
 
     def loss(
-        self, *, model: PreTrainedModel, modules: dict, batch, logits: Tensor, ce: Tensor, phase: str, epoch: int
+        self, *, model: PreTrainedModel, modules: Mapping[str, nn.Module], batch: Batch, logits: Tensor, ce: Tensor,
+        phase: str, epoch: int,
     ) -> tuple[Tensor, dict[str, float]]:
         weights = {term: getattr(self, weight) for term, weight in _WEIGHTS.items() if getattr(self, weight) > 0}
         if not weights:
@@ -110,7 +113,7 @@ class Regex:
         loss = ce + sum(weights[term] * value for term, value in terms.items())
         return loss, {term: value.item() for term, value in terms.items()}
 
-    def _attribution(self, model: PreTrainedModel, *, batch, embeddings: Tensor, log_probs: Tensor) -> Tensor:
+    def _attribution(self, model: PreTrainedModel, *, batch: Batch, embeddings: Tensor, log_probs: Tensor) -> Tensor:
         """(B, T) detached attribution of the gold label, from the shared forward or IG."""
         if self.attribution == "grad_input":
             return gradient_x_input(embeddings=embeddings, log_probs=log_probs, target=batch.labels, retain_graph=True)

@@ -5,8 +5,8 @@ import torch
 
 from pipeline.attribution import encode_words, gradient_x_input
 from pipeline.errors import ConfigError
-from pipeline.methods import Batch
-from pipeline.objectives.agm import Agm, nt_xent
+from pipeline.objectives.agm import Agm, AgmRandom, nt_xent
+from pipeline.objectives.base import Batch
 from pipeline.objectives.selection import above_quantile, random_like
 
 # [CLS] w0 .. w7 [SEP] [PAD]: special and padding tokens carry the largest scores
@@ -38,9 +38,9 @@ def test_agm_random_draws_the_same_counts_at_random_real_positions_deterministic
     real[:, 0] = False  # [CLS]
     agm = Agm().select(scores, real=real)
     torch.manual_seed(0)
-    drawn = Agm(random_selection=True).select(scores, real=real)
+    drawn = AgmRandom().select(scores, real=real)
     torch.manual_seed(0)
-    again = Agm(random_selection=True).select(scores, real=real)
+    again = AgmRandom().select(scores, real=real)
     assert torch.equal(drawn, again)
     assert torch.equal(drawn.sum(1), agm.sum(1)) and agm.sum(1).min() >= 1
     assert not (drawn & ~real).any()
@@ -61,7 +61,7 @@ def test_random_selection_is_uniform_over_the_real_tokens():
 def _batch(tokenizer, sentences, labels):
     encoding, word_index = encode_words(tokenizer, sentences)
     return Batch(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"],
-                 labels=torch.tensor(labels), word_index=word_index, prior=None)
+                 labels=torch.tensor(labels), word_index=word_index)
 
 
 def _loss(objective, model, batch, ce):

@@ -5,7 +5,7 @@ import torch
 
 from pipeline.attribution import encode_words
 from pipeline.errors import ConfigError
-from pipeline.methods import Batch
+from pipeline.objectives.base import Batch
 from pipeline.objectives.regex import Regex, attention_attribution_kl, virtual_adversarial_perturbation
 from pipeline.objectives.selection import lowest, replace
 
@@ -32,7 +32,7 @@ class MeanPoolLinear(torch.nn.Module):
 
 
 def _batch(input_ids, attention_mask, labels, word_index):
-    return Batch(input_ids=input_ids, attention_mask=attention_mask, labels=labels, word_index=word_index, prior=None)
+    return Batch(input_ids=input_ids, attention_mask=attention_mask, labels=labels, word_index=word_index)
 
 
 def _loss(objective, model, batch, ce):
