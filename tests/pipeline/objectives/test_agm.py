@@ -5,9 +5,12 @@ import torch
 
 from pipeline.attribution import encode_words, gradient_x_input
 from pipeline.errors import ConfigError
+from pipeline.objectives import get_objective
 from pipeline.objectives.agm import Agm, AgmRandom, nt_xent
 from pipeline.objectives.base import Batch
+from pipeline.objectives.baseline import Baseline
 from pipeline.objectives.selection import above_quantile, random_like
+from pipeline.training import Example
 
 # [CLS] w0 .. w7 [SEP] [PAD]: special and padding tokens carry the largest scores
 SCORES = torch.tensor([[1000.0, 1.0, 5.0, 3.0, 2.0, -8.0, 7.0, 6.0, 4.0, 999.0, 5000.0]])
@@ -133,6 +136,52 @@ def test_nt_xent_closed_form():
     torch.testing.assert_close(value, torch.tensor(math.log(1 + 2 * math.exp(-10))))
     # one pair: the positive is every row's only candidate
     assert nt_xent(torch.randn(2, 5), temperature=0.1).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def _examples(movies, n):
+    return [Example(t.split(), 1) for t in movies["positive"][:n]] + [Example(t.split(), 0) for t in movies["negative"][:n]]
+
+
+@pytest.mark.parametrize(("name", "settings"), [("agm", {}), ("agm-random", {}), ("agm", {"rrr": True, "lambda_cf": 0.1})])
+def test_registered_agm_trains_through_the_loop(train, movies, name, settings):
+    _, log = train(_examples(movies, 4), get_objective(name, **settings))  # 8 sentences, batch 4: 2 steps
+    terms = ["mask", "cf"] if settings.get("lambda_cf") else ["mask"]
+    assert log.height == 2 and all(v > 0 and math.isfinite(v) for v in log.select(*terms, "grad_norm_rest").to_numpy().ravel())
+
+
+@pytest.mark.parametrize("name", ["agm", "agm-random"])
+def test_lambda_mask_zero_trains_bitwise_like_the_baseline(train, movies, name):
+    model, _ = train(_examples(movies, 4), Baseline(), epochs=2)
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+    model, log = train(_examples(movies, 4), get_objective(name, lambda_mask=0.0), epochs=2)
+    assert log.height == 4 and "mask" not in log.columns
+    assert all(torch.equal(value, reference[key]) for key, value in model.state_dict().items())
+
+
+def _zzz_share(model, tokenizer, sentences):
+    """Mean share of the last word's tokens ("zzz") in |gradient x input| of the positive label over the real tokens."""
+    encoding, word_index = encode_words(tokenizer, sentences)
+    embeddings = model.get_input_embeddings()(encoding["input_ids"])
+    log_probs = model(inputs_embeds=embeddings, attention_mask=encoding["attention_mask"]).logits.log_softmax(-1)
+    a = gradient_x_input(embeddings=embeddings, log_probs=log_probs, target=torch.ones(len(sentences), dtype=torch.long)).abs()
+    real = word_index >= 0
+    last = real & (word_index == word_index.amax(1, keepdim=True))
+    return ((a * last).sum(1) / (a * real).sum(1)).mean().item()
+
+
+@pytest.mark.slow
+def test_a_planted_shortcut_gets_a_lower_attribution_share_under_agm(train, sentiment_student, movies):
+    # "zzz" closes 12 of the 16 training positives and no negative; the share is measured on 16 other positives
+    positives = movies["positive"]
+    examples = [Example(t.split() + ["zzz"] * (i < 12), 1) for i, t in enumerate(positives[:16])]
+    examples += [Example(t.split(), 0) for t in movies["negative"]]
+    probe = [t.split() + ["zzz"] for t in positives[16:]]
+    share = {}
+    objectives = {"baseline": Baseline(), "agm": Agm(lambda_mask=100.0), "agm-random": AgmRandom(lambda_mask=100.0)}
+    for name, objective in objectives.items():
+        model, _ = train(examples, objective, epochs=4, batch_size=8)
+        share[name] = _zzz_share(model, sentiment_student[1], probe)
+    assert share["agm"] < share["baseline"] and share["agm"] < share["agm-random"], share
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,4 @@
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -5,9 +6,11 @@ import torch
 
 from pipeline.attribution import encode_words
 from pipeline.errors import ConfigError
+from pipeline.objectives import get_objective
 from pipeline.objectives.base import Batch
 from pipeline.objectives.regex import Regex, attention_attribution_kl, virtual_adversarial_perturbation
 from pipeline.objectives.selection import lowest, replace
+from pipeline.training import Example
 
 ALL = ("input_grad", "vat", "cons", "att")
 
@@ -134,6 +137,14 @@ def test_a_zero_weight_removes_exactly_its_term(minilm, batch, attribution):
             assert without[kept] == pytest.approx(full[kept], rel=1e-5)
     assert _loss(Regex(alpha=0.0, beta=0.0, gamma=0.0, delta=0.0), model, batch, ce) == (ce, {})
     model.eval()
+
+
+@pytest.mark.parametrize("attribution", ["ig", "grad_input"])
+def test_regex_trains_through_the_loop(train, movies, attribution):
+    examples = [Example(t.split(), 1) for t in movies["positive"][:4]] + [Example(t.split(), 0) for t in movies["negative"][:4]]
+    _, log = train(examples, get_objective("regex", attribution=attribution))  # 8 sentences, batch 4: 2 steps
+    values = log.select(*ALL, "grad_norm_rest").to_numpy().ravel()
+    assert log.height == 2 and all(v > 0 and math.isfinite(v) for v in values)
 
 
 @pytest.mark.parametrize(
