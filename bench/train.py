@@ -3,7 +3,9 @@
 MiniLM on CPU, one batch of 16 Banking77 sentences (a seeded sample, a random prior, a two-valued
 extra column for objectives that declare one), through the real loop (``train_student``); each
 objective runs STEPS steps per call with its default settings (guided: m IG steps), calls
-alternate, best of ROUNDS. Target for guided: <= (m + 2) x CE.
+alternate, best of ROUNDS; all ratios come from the same run. Targets: guided <= (m + 2) x CE;
+SIBLINGS.md §5 plans AGM ~3x, REGEX ~6x (gradient x input masking) and ~13x (IG masking), eX2L ~3x,
+ALIGN ~4x after its warm-up (here without one).
 Usage: PYTHONPATH=. .venv/bin/python bench/train.py [m]   (m = guided's IG steps, default 8)
 On a CPU shared with other jobs, run with OMP_NUM_THREADS=1: contended OpenMP threads slow
 torch down 10-25x and make any timing meaningless.
@@ -43,7 +45,9 @@ def main() -> None:
     frame = pl.read_parquet(DATA).sample(BATCH, seed=0)
     labels = sorted(frame["label"].unique())
     rng = np.random.default_rng(0)
-    objectives = {name: get_objective(name, **({"ig_steps": m} if name == "guided" else {})) for name in OBJECTIVES}
+    settings = {"guided": {"ig_steps": m}, "align": {"warmup_epochs": 0}, "align-fixed": {"warmup_epochs": 0}}
+    objectives = {name: get_objective(name, **settings.get(name, {})) for name in OBJECTIVES}
+    objectives["regex grad_input"] = get_objective("regex", attribution="grad_input")
     columns = sorted({c for objective in objectives.values() for c in objective.columns})
     train = [Example(text.split(), labels.index(label), rng.random(len(text.split())), {c: f"v{i % 2}" for c in columns})
              for i, (text, label) in enumerate(zip(frame["text"], frame["label"]))]

@@ -231,3 +231,32 @@ def _integrate(
         (grad,) = torch.autograd.grad(picked, path, create_graph=create_graph)
         total = total + grad.view(k, *inputs.shape).sum(0)
     return (delta * total).sum(-1) / steps
+
+
+def gradient_x_input(
+    *,
+    embeddings: Tensor,
+    log_probs: Tensor,
+    target: Tensor,
+    create_graph: bool = False,
+    retain_graph: bool | None = None,
+) -> Tensor:
+    """Gradient x input of log p_target w.r.t. the word embeddings, summed over hidden units.
+
+    a_t = e_t . d log p_y / d e_t. The caller runs the forward (``model(inputs_embeds=embeddings)``)
+    so that one pass can feed several terms; sentences are independent, so the gradient of the
+    batch sum is each sentence's own gradient.
+
+    Args:
+        embeddings: (B, T, H) the word embeddings the forward was fed, part of its graph.
+        log_probs: (B, C) log-softmax of that forward's logits.
+        target: (B,) the class whose log-probability is attributed.
+        create_graph: keep the graph so the result can be differentiated w.r.t. the parameters.
+        retain_graph: keep the forward's graph for later gradients (default: ``create_graph``).
+
+    Returns:
+        (B, T) attribution per token (detached unless ``create_graph``).
+    """
+    picked = log_probs.gather(1, target.unsqueeze(1)).sum()
+    (grad,) = torch.autograd.grad(picked, embeddings, create_graph=create_graph, retain_graph=retain_graph)
+    return (embeddings * grad).sum(-1) if create_graph else (embeddings.detach() * grad).sum(-1)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,6 +169,21 @@ def load_trained_student(folder: str | Path, *, device: str = "cpu"):
         raise ArtifactError(f"{folder}: no trained student here (run the stage that trains it)")
     model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager")
     return model.to(device).eval(), AutoTokenizer.from_pretrained(folder)
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Dropout off inside the block, the previous mode restored after it (even on error).
+
+    Training objectives compute their auxiliary attributions of one fixed function, not of a fresh
+    dropout mask per pass.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def resolve_device(device: str) -> str:

@@ -13,15 +13,20 @@ from dataclasses import fields
 from functools import partial
 
 from pipeline.errors import ConfigError
+from pipeline.objectives.agm import Agm, AgmRandom
 from pipeline.objectives.align import Align
 from pipeline.objectives.base import Objective
 from pipeline.objectives.baseline import Baseline
 from pipeline.objectives.ex2l import Ex2l
 from pipeline.objectives.guided import Guided
+from pipeline.objectives.regex import Regex
 
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "baseline": Baseline,
     "guided": Guided,
+    "agm": Agm,
+    "agm-random": AgmRandom,
+    "regex": Regex,
     "ex2l": Ex2l,
     "align": Align,
     "align-fixed": partial(Align, fixed_mask=True),
