@@ -1,12 +1,10 @@
-from pathlib import Path
 
 import pytest
 import yaml
 
 from pipeline.errors import ConfigError
 from pipeline.params import FewshotParams, load_params, parse_params, parse_setting, setting_group, setting_names
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
 
 
 def _default() -> dict:
