@@ -1,6 +1,8 @@
 """dvc.yaml's deps cover every project module each stage imports, transitively: a code change can never leave a stale stage."""
 
 import ast
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,19 @@ def test_stage_deps_list_no_project_code_the_stage_does_not_run(stage, module, d
     code = [d for d in deps if d.split("/")[0] in ("pipeline", "stages")]
     unused = [d for d in code if not any(f == d or f.startswith(d.rstrip("/") + "/") for f in imported)]
     assert not unused, f"dvc.yaml stage {stage!r} lists {unused} in its deps but never imports them"
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", *sorted(p.name for p in (REPO / "profiles").glob("*.yaml"))])
+def test_every_profile_expands_dvc_yaml_into_a_graph(profile, tmp_path):
+    """dvc.yaml interpolates params keys (an empty list of prior datasets must give no prior stages, not an error)."""
+    from dvc.repo import Repo
+
+    shutil.copy(REPO / "dvc.yaml", tmp_path)
+    shutil.copy(REPO / profile if profile == "params.yaml" else REPO / "profiles" / profile, tmp_path / "params.yaml")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    Repo.init(str(tmp_path))
+    with Repo(str(tmp_path)) as repo:
+        groups = {stage.name.split("@")[0] for stage in repo.index.stages}
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert {"data", "fewshot", "train", "evaluate", "report"} <= groups
+    assert ("score" in groups) == bool(params["experiment"].get("prior_datasets"))
