@@ -44,7 +44,7 @@ test: install
 
 # vLLM on CPU (.venv-vllm) against the transformers backend; not part of `make test` (README: Testing against real vLLM)
 test-vllm: $(VLLM_VENV)/.installed
-	$(VLLM_VENV)/bin/python -m pytest -m vllm tests/scoring/test_vllm_*.py  # .venv-vllm lacks the training stack
+	$(VLLM_VENV)/bin/python -m pytest -m vllm tests/pipeline/scoring/test_vllm_*.py  # .venv-vllm lacks the training stack
 
 bench: install
 	$(PY) bench/scoring.py

@@ -30,8 +30,24 @@ def smollm():
     return TransformersScorer(model="smollm2-135m-instruct", batch_size=4)
 
 
+STUDENT = "all-minilm-l6-v2"  # the offline student every test trains (a built-in of pipeline.models)
+
+
+@pytest.fixture(scope="session")
+def make_minilm():
+    """The one MiniLM factory: ``make_minilm(num_labels, seed=0)`` -> (model, tokenizer, its initial weights),
+    a fresh real all-MiniLM-L6-v2 classifier with a seeded head (train mode, as ``load_student`` leaves it)."""
+    from pipeline.models import load_student
+
+    def make(num_labels: int, *, seed: int = 0):
+        model, tokenizer = load_student(STUDENT, num_labels=num_labels, seed=seed)
+        return model, tokenizer, {k: v.clone() for k, v in model.state_dict().items()}
+
+    return make
+
+
 @pytest.fixture(scope="module")
-def minilm():
+def minilm(make_minilm):
     """A real MiniLM classifier over 3 labels (eval mode), fresh for each test module.
 
     Its head is redrawn with O(1) logits: a fresh head's logit differences are ~0.01, and relative
@@ -39,9 +55,7 @@ def minilm():
     """
     import torch
 
-    from pipeline.models import load_student
-
-    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=3, seed=0)
+    model, tokenizer, _ = make_minilm(3)
     torch.nn.init.normal_(model.classifier.weight, std=1.0)
     return model.eval(), tokenizer
 

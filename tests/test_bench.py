@@ -1,9 +1,8 @@
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
 
 
 def test_gpu_scoring_bench_runs_on_cpu_and_its_baselines_agree():

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from pipeline.attribution import integrated_gradients, pad_baseline, tokens_to_words
 from pipeline.errors import ConfigError
+from pipeline.models import eval_mode
 from pipeline.objectives.base import Objective
 from pipeline.priors.fusion import Normalisation, normalise
 
@@ -48,9 +49,7 @@ class Guided(Objective):
     def loss(self, *, model, modules, batch, logits, ce, phase, epoch):
         if batch.prior is None:
             raise ValueError("guided: the batch carries no prior")
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             tokens = integrated_gradients(
                 model,
                 input_ids=batch.input_ids,
@@ -64,8 +63,6 @@ class Guided(Objective):
                 steps=self.ig_steps,
                 create_graph=True,
             )
-        finally:
-            model.train(was_training)
         own, mask = tokens_to_words(tokens, batch.word_index, n_words=batch.prior.shape[1])
         own = normalise(own, method=self.normalisation, mask=mask)
         prior = normalise(batch.prior.to(own.dtype), method=self.normalisation, mask=mask)

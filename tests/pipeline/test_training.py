@@ -8,7 +8,6 @@ import torch
 
 from pipeline.artifacts import oracle_teacher_dir, student_dir, training_curve_file
 from pipeline.errors import DataError
-from pipeline.models import load_student
 from pipeline.objectives.base import Task
 from pipeline.objectives.baseline import Baseline
 from pipeline.objectives.guided import Guided
@@ -28,10 +27,9 @@ def examples(shared_data):
 
 
 @pytest.fixture(scope="module")
-def student():
+def student(make_minilm):
     """MiniLM and its initial weights; every test restores them before training."""
-    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=N_LABELS, seed=0)
-    return model, tokenizer, {k: v.clone() for k, v in model.state_dict().items()}
+    return make_minilm(N_LABELS)
 
 
 TASK = Task(num_labels=N_LABELS)

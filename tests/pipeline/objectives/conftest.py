@@ -1,7 +1,6 @@
 import polars as pl
 import pytest
 
-from pipeline.models import load_student
 from pipeline.objectives.base import Task
 from pipeline.training import Example, train_student
 
@@ -31,10 +30,9 @@ def products(shared_data):
 
 
 @pytest.fixture(scope="module")
-def sentiment_student():
+def sentiment_student(make_minilm):
     """A two-label MiniLM and its initial weights; every training run restores them first."""
-    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=2, seed=0)
-    return model, tokenizer, {k: v.clone() for k, v in model.state_dict().items()}
+    return make_minilm(2)
 
 
 @pytest.fixture(scope="module")

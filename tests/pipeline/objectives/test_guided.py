@@ -3,7 +3,6 @@ import torch
 
 from pipeline.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words
 from pipeline.errors import ConfigError
-from pipeline.models import load_student
 from pipeline.objectives import get_objective, objective_class
 from pipeline.objectives.base import Batch
 from pipeline.objectives.baseline import Baseline
@@ -33,8 +32,8 @@ def test_get_objective_rejects_bad_names_and_settings(name, params, message):
         get_objective(name, **params)
 
 
-def test_guided_loss_is_ce_plus_beta_times_the_word_mse():
-    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=2, seed=0)
+def test_guided_loss_is_ce_plus_beta_times_the_word_mse(make_minilm):
+    model, tokenizer, _ = make_minilm(2)
     sentences = ["card declined again".split(), "refund".split()]
     encoding, word_index = encode_words(tokenizer, sentences)
     batch = Batch(

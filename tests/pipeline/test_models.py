@@ -2,6 +2,7 @@ import pytest
 
 from pipeline.errors import ModelError
 from pipeline.models import load_causal_lm, load_student, model_identity
+from tests.conftest import STUDENT
 
 
 def test_missing_model_says_how_to_get_it(tmp_path):
@@ -10,7 +11,7 @@ def test_missing_model_says_how_to_get_it(tmp_path):
 
 
 def test_builtin_student_loads_with_eager_attention():
-    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=3, seed=0)
+    model, tokenizer = load_student(STUDENT, num_labels=3, seed=0)
     assert model.config._attn_implementation == "eager"
     assert model.config.num_labels == 3
     assert tokenizer("hello world")["input_ids"][0] == tokenizer.cls_token_id

@@ -40,9 +40,8 @@ from pipeline.flow import (
     task_runner,
     waves,
 )
-from tests.conftest import edit_params, make_project
+from tests.conftest import REPO, edit_params, make_project
 
-REPO = Path(__file__).resolve().parents[1]
 FEWSHOT = Path("data/fewshot/banking77_mini")
 
 

@@ -1,10 +1,9 @@
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="session")

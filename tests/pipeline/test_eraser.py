@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from pipeline.eraser import FRACTIONS, erase, faithfulness, rationale_size
-from pipeline.models import load_student
 
 # A bag-of-words logistic "model" with hand-set weights: p(class 1 | text) = sigmoid(sum of word
 # weights), p(class 0) = 1 - p(class 1). Unknown words weigh 0; the empty text sums to 0.
@@ -138,9 +137,9 @@ def test_faithfulness_rejects_bad_input():
 
 
 @pytest.fixture(scope="module")
-def student_proba():
+def student_proba(make_minilm):
     """MiniLM with a seeded random 3-way head: a real tokenizer and model behind predict_proba."""
-    model, tokenizer = load_student("all-minilm-l6-v2", num_labels=3, seed=0)
+    model, tokenizer, _ = make_minilm(3)
     model.eval()
 
     def predict_proba(texts: list[str]) -> np.ndarray:

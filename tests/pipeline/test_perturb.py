@@ -1,12 +1,12 @@
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from lime.lime_text import LimeTextExplainer
 
 from pipeline.perturb import cap_masks, lime_masks, masked_sentence, sentence_rng
+from tests.conftest import REPO
 
 
 def test_sentence_rng_is_stable_across_processes_and_keyed_by_seed_and_id():
@@ -16,7 +16,7 @@ def test_sentence_rng_is_stable_across_processes_and_keyed_by_seed_and_id():
         "print(sentence_rng(seed=7, sentence_id='train-42').integers(0, 2**62, size=4).tolist())"
     )
     # another interpreter with another hash salt must draw the same numbers
-    env = {"PYTHONHASHSEED": "123", "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {"PYTHONHASHSEED": "123", "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == str(draw)
     assert sentence_rng(seed=8, sentence_id="train-42").integers(0, 2**62, size=4).tolist() != draw
