@@ -200,8 +200,11 @@ def prepare_dataset(name: str, config: DatasetParams, *, mirror: Path | None, va
         if missing:
             raise DataError(f"data.datasets.{name}.labels: {missing} not in the label set of {folder}")
         out = {split: frame.filter(pl.col("label").is_in(config.labels)) for split, frame in out.items()}
+    if config.max_words is not None:
+        first_words = pl.col("text").str.extract(rf"^\S+(?:\s+\S+){{0,{config.max_words - 1}}}", group_index=0)
+        out = {split: frame.with_columns(first_words) for split, frame in out.items()}
     if config.max_test_per_label is not None:
-        out["test"] = out["test"].filter(pl.int_range(pl.len()).over("label") < config.max_test_per_label)
+        out["test"] = _first_per_label(out["test"], config.max_test_per_label)
     if config.min_test is not None and len(out["test"]) < config.min_test:
         raise DataError(
             f"data.datasets.{name}.min_test: the test split of {files['test']} has {len(out['test'])} rows"
@@ -210,7 +213,14 @@ def prepare_dataset(name: str, config: DatasetParams, *, mirror: Path | None, va
         )
     if "validation" not in out:
         out["validation"] = _stratified_draw(out["train"], fraction=validation_fraction, seed=split_seed)
+    if config.max_validation_per_label is not None:
+        out["validation"] = _first_per_label(out["validation"], config.max_validation_per_label)
     return out
+
+
+def _first_per_label(frame: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The first ``n`` rows of each label, in the frame's order."""
+    return frame.filter(pl.int_range(pl.len()).over("label") < n)
 
 
 def build_dataset(params: Params, name: str) -> dict[str, pl.DataFrame]:

@@ -35,7 +35,14 @@ class DatasetParams(_Section):
     hub: str | None = Field(None, description="hub id used when no local folder exists; built-ins are known by name")
     labels: list[str] | None = Field(None, description="keep only these labels (a slice of the dataset)")
     max_test_per_label: int | None = Field(None, gt=0, description="keep at most this many test rows per label")
+    max_validation_per_label: int | None = Field(
+        None, gt=0, description="keep at most this many validation rows per label (every student predicts all of them)"
+    )
     min_test: int | None = Field(None, gt=0, description="fail unless the (sliced) test split keeps at least this many rows")
+    max_words: int | None = Field(
+        None, gt=0, description="cut every text of every split to its first this many words (long reviews: the student "
+        "reads max_length tokens, and ERASER must erase only words the student sees)"
+    )
     columns: list[str] = Field(
         [], description="extra source columns to keep (e.g. [category]): carried into every split and k-shot file, "
         "and validated like the label (present in every split, never null or empty)"

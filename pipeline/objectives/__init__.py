@@ -19,7 +19,7 @@ from pipeline.objectives.base import Objective
 from pipeline.objectives.baseline import Baseline
 from pipeline.objectives.ex2l import Ex2l
 from pipeline.objectives.guided import Guided
-from pipeline.objectives.regex import Regex
+from pipeline.objectives.regex import Regex, RegexNoExplanation
 
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "baseline": Baseline,
@@ -27,6 +27,7 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "agm": Agm,
     "agm-random": AgmRandom,
     "regex": Regex,
+    "regex-no-explanation": RegexNoExplanation,
     "ex2l": Ex2l,
     "align": Align,
     "align-fixed": partial(Align, fixed_mask=True),

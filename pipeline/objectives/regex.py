@@ -10,6 +10,8 @@ L = CE + alpha * L_grad + beta * L_vat + gamma * L_cons + delta * L_att, one joi
 - L_att = KL(alpha_att || a^) over the real tokens, alpha_att = the last layer's [CLS] attention
   averaged over heads and renormalised over R, a^ = |a| / sum |a| (detached), 1e-8 added to both.
 a is the gold label's IG (``ig_steps`` points, pad baseline) or gradient x input, detached.
+``RegexNoExplanation`` (the ``regex-no-explanation`` ablation): gamma = delta = 0 by default, the
+robustness terms without the explanation terms; its own class so that reports name it apart.
 
 Every term is computed with dropout off, on one shared forward of E = the word embeddings: each
 is a property of the function (its gradient, its neighbourhood, its attention), and with dropout
@@ -122,6 +124,16 @@ class Regex(Objective):
             model, input_ids=batch.input_ids, baseline_ids=baseline, attention_mask=batch.attention_mask,
             target=batch.labels, steps=self.ig_steps,
         )
+
+
+@dataclass(frozen=True)
+class RegexNoExplanation(Regex):
+    """The ablation: REGEX's input-gradient and virtual-adversarial terms only (gamma = delta = 0)."""
+
+    display = "REGEX w/o expl."
+
+    gamma: float = 0.0
+    delta: float = 0.0
 
 
 def input_gradient_penalty(*, embeddings: Tensor, log_probs: Tensor, labels: Tensor) -> Tensor:

@@ -49,9 +49,20 @@ def test_ids_are_stable_across_runs(shared_data):
 
 
 def test_a_slice_by_labels_and_test_cap(shared_data):
-    splits = _prepare("mini", shared_data, path="banking77", labels=["card_arrival", "exchange_rate"], max_test_per_label=7)
+    splits = _prepare("mini", shared_data, path="banking77", labels=["card_arrival", "exchange_rate"], max_test_per_label=7,
+                      max_validation_per_label=3)
     assert set(splits["train"]["label"]) == {"card_arrival", "exchange_rate"}
     assert len(splits["test"]) == 14
+    assert splits["validation"]["label"].value_counts()["count"].to_list() == [3, 3]
+
+
+def test_max_words_keeps_the_first_words_of_every_split(tmp_path):
+    train = pl.DataFrame({"text": ["one two  three\tfour five", "short", "a b c"] * 2, "label": ["x"] * 3 + ["y"] * 3})
+    _write_folder(tmp_path / "toy", train=train, test=train)
+    splits = _prepare("toy", tmp_path, max_words=3)
+    for frame in splits.values():
+        assert set(frame["text"]) <= {"one two  three", "short", "a b c"}
+    assert splits["test"]["text"].to_list()[:3] == ["one two  three", "short", "a b c"]
 
 
 def test_new_folder_in_the_documented_format_works_by_configuration(tmp_path):

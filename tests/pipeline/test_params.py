@@ -4,6 +4,7 @@ import yaml
 
 from pipeline.errors import ConfigError
 from pipeline.params import FewshotParams, load_params, parse_params, parse_setting, setting_group, setting_names
+from pipeline.students import objective_from_params
 from tests.conftest import REPO
 
 
@@ -11,11 +12,14 @@ def _default() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text())
 
 
-@pytest.mark.parametrize("path", ["params.yaml", "profiles/paper.yaml", "profiles/tiny.yaml"])
-def test_shipped_profiles_validate(path):
+@pytest.mark.parametrize("path", ["params.yaml", *sorted(f"profiles/{p.name}" for p in (REPO / "profiles").glob("*.yaml"))])
+def test_shipped_profiles_validate_and_build_their_objectives(path):
     params = load_params(REPO / path)
     assert params.experiment.datasets
     assert set(params.experiment.settings) <= set(setting_names(params.fewshot))
+    priors = params.student.priors or params.student.extra_priors
+    for name in params.student.objectives + ([params.student.prior_objective] if priors else []):
+        assert objective_from_params(params, name).display
 
 
 def test_misspelled_key_fails_with_one_line_naming_it():

@@ -139,6 +139,16 @@ def test_a_zero_weight_removes_exactly_its_term(minilm, batch, attribution):
     model.eval()
 
 
+def test_the_ablation_is_regex_without_the_explanation_terms(minilm, batch):
+    model, _ = minilm
+    ablation = get_objective("regex-no-explanation", attribution="grad_input")
+    assert vars(ablation) == vars(Regex(gamma=0.0, delta=0.0, attribution="grad_input")) and ablation.display != Regex.display
+    torch.manual_seed(0)
+    _, terms = _loss(ablation, model, batch, torch.tensor(0.3))
+    assert set(terms) == {"input_grad", "vat"}
+    model.eval()
+
+
 @pytest.mark.parametrize("attribution", ["ig", "grad_input"])
 def test_regex_trains_through_the_loop(train, movies, attribution):
     examples = [Example(t.split(), 1) for t in movies["positive"][:4]] + [Example(t.split(), 0) for t in movies["negative"][:4]]
