@@ -17,7 +17,7 @@ from pipeline.objectives.agm import Agm, AgmRandom
 from pipeline.objectives.align import Align
 from pipeline.objectives.base import Objective
 from pipeline.objectives.baseline import Baseline
-from pipeline.objectives.ex2l import Ex2l
+from pipeline.objectives.ex2l import Ex2l, Ex2lMultitask
 from pipeline.objectives.guided import Guided
 from pipeline.objectives.regex import Regex
 
@@ -28,6 +28,7 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "agm-random": AgmRandom,
     "regex": Regex,
     "ex2l": Ex2l,
+    "ex2l-multitask": Ex2lMultitask,
     "align": Align,
     "align-fixed": partial(Align, fixed_mask=True),
 }
