@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
@@ -260,3 +261,43 @@ def gradient_x_input(
     picked = log_probs.gather(1, target.unsqueeze(1)).sum()
     (grad,) = torch.autograd.grad(picked, embeddings, create_graph=create_graph, retain_graph=retain_graph)
     return (embeddings * grad).sum(-1) if create_graph else (embeddings.detach() * grad).sum(-1)
+
+
+def gradient_x_input_words(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    sentences: Sequence[Sequence[str]],
+    labels: Tensor,
+    batch_size: int,
+    max_length: int = 128,
+) -> list[np.ndarray]:
+    """Word-level gradient x input of log p(label) for every sentence, with dropout off.
+
+    Args:
+        model: a sequence classifier (put in eval mode, restored afterwards).
+        tokenizer: its fast tokenizer.
+        sentences: N sentences, each a list of words.
+        labels: (N,) the class each sentence's attribution is for.
+        batch_size: sentences per forward pass.
+        max_length: tokens per sentence; words past it score 0.
+
+    Returns:
+        Per sentence, float64 scores of shape (len(words),): its tokens' ``gradient_x_input`` summed.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(sentences), batch_size):
+        chunk = sentences[start : start + batch_size]
+        encoding, word_index = encode_words(tokenizer, chunk, max_length=max_length, device=device)
+        embeddings = model.get_input_embeddings()(encoding["input_ids"]).detach().requires_grad_()
+        logits = model(inputs_embeds=embeddings, attention_mask=encoding["attention_mask"]).logits
+        tokens = gradient_x_input(embeddings=embeddings, log_probs=logits.float().log_softmax(-1),
+                                  target=torch.as_tensor(labels[start : start + batch_size], device=device))
+        words, _ = tokens_to_words(tokens, word_index, n_words=max(len(w) for w in chunk))
+        words = words.detach().double().cpu().numpy()
+        out.extend(words[i, : len(w)].copy() for i, w in enumerate(chunk))
+    model.train(was_training)
+    return out

@@ -245,6 +245,22 @@ class EvaluationParams(_Section):
     fractions: list[Annotated[float, Field(gt=0, le=1)]] = [0.01, 0.05, 0.10, 0.20, 0.50]
     batch_size: int = Field(64, gt=0)
     heatmap_sentences: int = Field(4, gt=0, description="test sentences drawn in reports/heatmaps (one per label)")
+    rationales: list[Literal["ig", "grad_input"]] = Field(
+        ["ig"], min_length=1, description="ERASER rationales: the student's own IG (the paper's) and/or gradient x input"
+    )
+    targets: list[str] = Field(
+        [], description="datasets (of data.datasets, same labels) whose test splits every student is also evaluated on"
+    )
+    group_column: str | None = Field(
+        None, description="a column kept by data.datasets.<name>.columns: average and worst-group accuracy over label x group"
+    )
+
+    @field_validator("rationales")
+    @classmethod
+    def _ig_first(cls, value: list[str]) -> list[str]:
+        if value[0] != "ig" or len(set(value)) < len(value):
+            raise ValueError("start with 'ig' (the paper's rationale), each rationale once")
+        return value
 
 
 class ExperimentParams(_Section):
@@ -273,6 +289,9 @@ class Params(_Section):
         for name in self.experiment.datasets:
             if name not in self.data.datasets:
                 raise ValueError(f"experiment.datasets: {name!r} is not in data.datasets ({', '.join(self.data.datasets)})")
+        for name in self.evaluation.targets:
+            if name not in self.data.datasets:
+                raise ValueError(f"evaluation.targets: {name!r} is not in data.datasets ({', '.join(self.data.datasets)})")
         for name in self.experiment.prior_datasets:
             if name not in self.experiment.datasets:
                 raise ValueError(f"experiment.prior_datasets: {name!r} is not in experiment.datasets")

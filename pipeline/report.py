@@ -87,7 +87,8 @@ def collect(metrics_dir: Path) -> pl.DataFrame:
 
     Returns:
         One row per student: dataset, setting_group, replicate, method (its model name), the
-        ``METRIC_KEYS`` columns and the ``ADVERSARIAL_KEYS`` columns (null where not attacked).
+        ``METRIC_KEYS`` columns, the ``ADVERSARIAL_KEYS`` columns (null where not attacked), and a
+        column per further key a profile asked for (targets, group accuracies, ...; null where absent).
 
     Raises:
         ArtifactError: the directory is missing or empty, or a file is misnamed, not a JSON
@@ -105,10 +106,12 @@ def collect(metrics_dir: Path) -> pl.DataFrame:
         row = _read_metrics(path)
         adversarial = attacked.get(path.parent, {}).get(path.stem, {})
         rows.append(row | {key: adversarial.get(key) for key in ADVERSARIAL_KEYS})
-    return pl.DataFrame(rows, schema=_SCHEMA, orient="row")
+    extra = {key: pl.Float64 for row in rows for key in row if key not in _SCHEMA}
+    return pl.DataFrame(rows, schema=_SCHEMA | extra)
 
 
-def results_table(frame: pl.DataFrame) -> str:
+def results_table(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None,
+                  title: str = "Accuracy and faithfulness") -> str:
     """Markdown tables like the paper's Table 1, one per setting group.
 
     Args:
@@ -119,8 +122,8 @@ def results_table(frame: pl.DataFrame) -> str:
         {Acc, Acc AD (where attacked), Com, Suf}, each cell "mean ± sd" over replicates (sd with ddof=1, "–" for a
         single replicate; the cell is "–" when the method was not run on that dataset).
     """
-    lines = ["## Accuracy and faithfulness", ""]
-    metrics = _table_metrics(frame)
+    lines = [f"## {title}", ""]
+    metrics = metrics or _table_metrics(frame)
     for group, sub in _groups(frame):
         datasets = _ordered(sub["dataset"], DATASETS)
         runs = {
@@ -149,7 +152,8 @@ def results_table(frame: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def paired_tests(frame: pl.DataFrame) -> str:
+def paired_tests(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None,
+                 title: str = "Paired comparison with the baseline") -> str:
     """Each method against the baseline over paired replicates, per setting group, dataset and metric.
 
     The primary statistic is a paired bootstrap 95% CI of the mean difference (method - baseline),
@@ -164,8 +168,9 @@ def paired_tests(frame: pl.DataFrame) -> str:
         A Markdown section: one table per (setting group, dataset), rows = methods with n pairs,
         cells "+mean diff [low, high]" (* when the CI excludes 0), or "n/a (1 replicate)".
     """
+    mde = metrics is None  # the detectable difference of accuracy, in the main table
     lines = [
-        "## Paired comparison with the baseline",
+        f"## {title}",
         "",
         f"Primary: paired bootstrap 95% CI of the mean difference (method − baseline, percentage points), "
         f"replicates matched by data seed and training seed, {BOOTSTRAP_RESAMPLES:,} resamples (seed "
@@ -176,7 +181,7 @@ def paired_tests(frame: pl.DataFrame) -> str:
         f"((t₁₋α/₂ + t_power) · sd of the differences / √n, df = n − 1).",
         "",
     ]
-    metrics = _table_metrics(frame)
+    metrics = metrics or _table_metrics(frame)
     for group, sub in _groups(frame):
         for dataset in _ordered(sub["dataset"], DATASETS):
             lines += [f"### Setting `{group}`, {_name(dataset, DATASETS)}", ""]
@@ -186,22 +191,54 @@ def paired_tests(frame: pl.DataFrame) -> str:
             if baseline.is_empty() or not others:
                 lines += ["No baseline run or no other method: nothing to compare.", ""]
                 continue
+            columns = len(metrics) + mde
             lines += [
-                _markdown_row(["Method", "n"] + list(metrics.values()) + ["MDE Acc"]),
-                _markdown_row(["---", "---:"] + ["---:"] * (len(metrics) + 1)),
+                _markdown_row(["Method", "n"] + list(metrics.values()) + ["MDE Acc"] * mde),
+                _markdown_row(["---", "---:"] + ["---:"] * columns),
             ]
             for method in others:
                 pairs = runs.filter(pl.col("method") == method).join(baseline, on="replicate", suffix="_baseline")
                 if len(pairs) == 0:
-                    cells = ["n/a (no replicate shared with the baseline)"] * (len(metrics) + 1)
+                    cells = ["n/a (no replicate shared with the baseline)"] * columns
                 elif len(pairs) == 1:
-                    cells = ["n/a (1 replicate)"] * (len(metrics) + 1)
+                    cells = ["n/a (1 replicate)"] * columns
                 else:
                     cells = [_paired_cell((pairs[m] - pairs[f"{m}_baseline"]).to_numpy()) for m in metrics]
-                    cells.append(f"{detectable_difference((pairs['accuracy'] - pairs['accuracy_baseline']).to_numpy()):.2f}")
+                    if mde:
+                        cells.append(f"{detectable_difference((pairs['accuracy'] - pairs['accuracy_baseline']).to_numpy()):.2f}")
                 lines.append(_markdown_row([display_name(method), str(len(pairs)), *cells]))
             lines.append("")
     return "\n".join(lines)
+
+
+def further_metrics(frame: pl.DataFrame) -> str:
+    """The metrics a profile asked for beyond the paper's (targets, group accuracies, a second rationale).
+
+    Args:
+        frame: the output of ``collect``.
+
+    Returns:
+        Mean ± sd tables and paired comparisons with the baseline, like the main ones (empty string
+        when there are no further metrics).
+    """
+    keys = [key for key in frame.columns if key not in _SCHEMA and frame[key].drop_nulls().len() > 0]
+    if not keys:
+        return ""
+    metrics = {key: _metric_label(key) for key in keys}
+    return "\n".join([
+        results_table(frame, metrics=metrics, title="Further metrics"),
+        paired_tests(frame, metrics=metrics, title="Further metrics: paired comparison with the baseline"),
+    ])
+
+
+def _metric_label(key: str) -> str:
+    """``transfer_gap@tweets`` -> "Δ tweets", ``comprehensiveness_grad_input`` -> "Com ↑ (G×I)", ..."""
+    name, _, target = key.partition("@")
+    rationale = " (G×I)" if name.endswith("_grad_input") else ""
+    name = name.removesuffix("_grad_input")
+    label = {**TABLE_METRICS, "transfer_gap": "Δ", "average_group_accuracy": "Avg-group Acc",
+             "worst_group_accuracy": "Worst-group Acc"}.get(name, name)
+    return f"{label}{rationale}" + (f" {target}" if target else "")
 
 
 def detectable_difference(differences: np.ndarray, *, alpha: float = 0.05, power: float = 0.8) -> float:
@@ -339,6 +376,7 @@ def write_report(*, metrics_dir: Path, out: Path) -> Path:
             "",
             results_table(frame),
             paired_tests(frame),
+            further_metrics(frame),
             teacher_diagnostics(collect_diagnostics(metrics_dir)),
             paper_comparison(frame),
         ]
@@ -377,7 +415,8 @@ def _checked(record: dict, keys: tuple[str, ...], *, where: str) -> dict[str, fl
         # bool is an int subclass: reject it explicitly
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ArtifactError(f"{where}: key {key!r} must be a finite number, got {value!r}")
-        low = 0.0 if key.endswith("accuracy") else -100.0  # com / suf are probability drops and can be < 0
+        # com / suf are probability drops and a transfer gap a difference: they can be < 0
+        low = 0.0 if key.partition("@")[0].endswith("accuracy") else -100.0
         if not low <= value <= 100.0:
             raise ArtifactError(f"{where}: key {key!r} = {value} is outside [{low:g}, 100] (expected percent)")
     return {key: float(record[key]) for key in keys}
@@ -396,7 +435,8 @@ def _read_metrics(path: Path) -> dict[str, object]:
     name = _FILE_NAME.fullmatch(path.name)
     if name is None:
         raise ArtifactError(f"{path}: file name is not <model name>-seed<S>.json")
-    metrics = _checked(_read_json_object(path), METRIC_KEYS, where=str(path))
+    record = _read_json_object(path)
+    metrics = _checked(record, METRIC_KEYS + tuple(k for k in record if k not in METRIC_KEYS), where=str(path))
     setting = path.parent.name
     try:
         group = setting_group(setting)

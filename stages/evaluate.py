@@ -1,7 +1,8 @@
 """Stage 6b: evaluate one student: metrics/<dataset>/<setting>/<name>-seed<S>.json (a DVC metric).
 
 The metrics are ``pipeline.evaluation.evaluate_student``'s: accuracy, validation accuracy (for tuning
-only) and ERASER faithfulness of the student's own rationale. Adversarial accuracy is the attack
+only), ERASER faithfulness of the student's own rationale, and where params ask for them group
+accuracies and the same on ``evaluation.targets``' test splits. Adversarial accuracy is the attack
 stage's (stages/attack.py).
 """
 
@@ -28,7 +29,9 @@ def main(dataset: str, setting: str, objective: str, seed: int,
     test, validation = (
         read_parquet(dataset_split_file(dataset, split), schema=DATASET_SCHEMA) for split in ("test", "validation")
     )
-    metrics = evaluate_student(model, tokenizer, test=test, validation=validation,
+    targets = {target: read_parquet(dataset_split_file(target, "test"), schema=DATASET_SCHEMA)
+               for target in params.evaluation.targets}
+    metrics = evaluate_student(model, tokenizer, test=test, validation=validation, targets=targets,
                                params=params.evaluation, max_length=params.student.max_length, device=device)
     write_json(metrics, student_metrics_file(dataset, setting, name, seed))
     print(f"{dataset}/{setting}/{name}-seed{seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))

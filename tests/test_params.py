@@ -129,3 +129,11 @@ def test_scoring_base_url_is_one_server_or_a_list_of_replicas():
         raw["scoring"]["base_url"] = urls
         with pytest.raises(ConfigError, match=rf"^params.yaml: scoring\.base_url: Value error, {error}"):
             parse_params(raw)
+
+
+def test_evaluation_targets_must_be_datasets_and_ig_the_first_rationale():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    with pytest.raises(ConfigError, match="evaluation.targets: 'tweets' is not in data.datasets"):
+        parse_params(raw | {"evaluation": {**raw["evaluation"], "targets": ["tweets"]}})
+    with pytest.raises(ConfigError, match="evaluation.rationales: .*start with 'ig'"):
+        parse_params(raw | {"evaluation": {**raw["evaluation"], "rationales": ["grad_input"]}})

@@ -16,6 +16,7 @@ from pipeline.report import (
     collect_diagnostics,
     detectable_difference,
     display_name,
+    further_metrics,
     paired_tests,
     paper_comparison,
     results_table,
@@ -265,3 +266,33 @@ def test_a_profile_without_attacks_has_no_adversarial_column_and_names_objective
     assert _row(table, "### Setting `k5`", "Oracle IG (control)")[1] == _row(table, "### Setting `k5`", "Baseline")[1]
     assert display_name("guided.cap+ig+lime") == "CAP Hybrid"
     assert display_name("not-registered") == "not-registered"
+
+
+def test_metrics_a_profile_asks_for_get_their_own_tables_and_paired_tests(tmp_path: Path):
+    root = tmp_path / "metrics"
+    for data_seed in range(3):
+        for method, shift in (("baseline", 0.0), ("agm", 2.0)):
+            record = {k: v for k, v in _metrics(data_seed, 0, "baseline").items() if k not in ADVERSARIAL_KEYS}
+            gap = 10.0 - shift + data_seed
+            record |= {"accuracy@tweets": record["accuracy"] - gap, "transfer_gap@tweets": gap,
+                       "worst_group_accuracy": 40.0 + shift + 0.5 * data_seed}
+            _write(root, "movies", f"k50-seed{data_seed}", method, 0, record)
+    text = further_metrics(collect(root))
+
+    assert _row(text, "### Setting `k50`", "AGM")[1:4] == [
+        f"{statistics.mean(60.0 + 1.73 * d - (8.0 + d) for d in range(3)):.2f} ± 0.73",
+        f"{statistics.mean(8.0 + d for d in range(3)):.2f} ± 1.00",
+        f"{statistics.mean(42.0 + 0.5 * d for d in range(3)):.2f} ± 0.50",
+    ]
+    paired = text.split("## Further metrics: paired comparison with the baseline", 1)[1]
+    header = next(line for line in paired.splitlines() if line.startswith("| Method"))
+    assert header == "| Method | n | Acc tweets | Δ tweets | Worst-group Acc |"
+    cells = _row(paired, "### Setting `k50`, movies", "AGM")
+    assert cells[1] == "3" and cells[3].startswith("-2.00") and cells[4].startswith("+2.00")
+    assert further_metrics(collect(_only_paper_metrics(tmp_path))) == ""
+
+
+def _only_paper_metrics(tmp_path: Path) -> Path:
+    root = tmp_path / "plain"
+    _write(root, "hwu64", "k5-seed0", "baseline", 0, _metrics(0, 0, "baseline"))
+    return root
