@@ -13,11 +13,22 @@ def _default() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text())
 
 
-@pytest.mark.parametrize("path", ["params.yaml", "profiles/paper.yaml", "profiles/tiny.yaml"])
+@pytest.mark.parametrize("path", ["params.yaml", "profiles/paper.yaml", "profiles/tiny.yaml", "profiles/ex2l.yaml",
+                                  "profiles/align.yaml"])
 def test_shipped_profiles_validate(path):
     params = load_params(REPO / path)
     assert params.experiment.datasets
     assert set(params.experiment.settings) <= set(setting_names(params.fewshot))
+
+
+@pytest.mark.parametrize("path", ["profiles/ex2l.yaml", "profiles/align.yaml"])
+def test_the_sibling_profiles_build_their_objectives_without_an_llm(path):
+    from pipeline.students import objective_from_params
+
+    params = load_params(REPO / path)
+    assert params.experiment.prior_datasets == [] and "baseline" in params.student.objectives
+    for name in params.student.objectives:
+        objective_from_params(params, name)  # every setting is a field of its objective, and valid
 
 
 def test_misspelled_key_fails_with_one_line_naming_it():
