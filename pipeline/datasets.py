@@ -4,7 +4,8 @@ A dataset folder holds ``train``, ``test`` and optionally ``validation`` as ``.p
 ``.csv`` with columns ``text`` and ``label`` (an ``id`` column is kept if present), and optionally
 ``labels.txt`` (one label per line). Any folder in this format works by configuration alone.
 Extra columns named in ``DatasetParams.columns`` (a group such as products_amazon's ``category``)
-are kept as strings after ``label``, checked like the label.
+are kept as strings after ``label``, checked like the label. ``DatasetParams.spurious`` then draws a
+spurious-correlation training subset and a balanced test set over label x group (a text Waterbirds).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.errors import ConfigError, DataError
-from pipeline.params import DatasetParams, Params, mirror_dir
+from pipeline.groups import balanced_counts, sample_cells, spurious_counts
+from pipeline.params import DatasetParams, Params, SpuriousParams, mirror_dir
 
 SPLITS = ("train", "validation", "test")
 REQUIRED_SPLITS = ("train", "test")
@@ -158,11 +160,12 @@ def validate_split(
     return frame.drop("_row")
 
 
-def _stratified_draw(frame: pl.DataFrame, *, fraction: float, seed: int) -> pl.DataFrame:
-    """At least one row per label with two or more rows, about ``fraction`` of each label."""
+def _stratified_draw(frame: pl.DataFrame, *, fraction: float, seed: int, by: Sequence[str] = ("label",)) -> pl.DataFrame:
+    """At least one row per stratum (rows sharing the ``by`` columns) with two or more rows, about ``fraction`` of each."""
+    by = list(by)
     return (
         frame.with_columns(
-            pl.int_range(pl.len()).shuffle(seed=seed).over("label").alias("_rank"), pl.len().over("label").alias("_n")
+            pl.int_range(pl.len()).shuffle(seed=seed).over(by).alias("_rank"), pl.len().over(by).alias("_n")
         )
         .filter((pl.col("_rank") < (pl.col("_n") * fraction).round().clip(lower_bound=1)) & (pl.col("_n") > 1))
         .drop("_rank", "_n")
@@ -170,12 +173,50 @@ def _stratified_draw(frame: pl.DataFrame, *, fraction: float, seed: int) -> pl.D
     )
 
 
+def spurious_splits(name: str, splits: dict[str, pl.DataFrame], spurious: SpuriousParams, *, labels: Sequence[str],
+                    validation_fraction: float, split_seed: int) -> dict[str, pl.DataFrame]:
+    """A text Waterbirds: each group of ``spurious.column`` carries its majority label in ``share`` of its training
+    rows, the test set is balanced over (label, group) cells, and validation is drawn from the skewed training
+    subset stratified by label x group, so tuning sees the training distribution's shift, not the test's.
+
+    Args:
+        name: the dataset (named in errors).
+        splits: its validated train and test frames.
+        spurious: the draw's parameters.
+        labels: the label set.
+        validation_fraction, split_seed: the validation draw.
+
+    Returns:
+        {"train", "validation", "test"}; validation rows stay in train, as every drawn validation split does.
+
+    Raises:
+        DataError: a cell of either split is too small, naming ``data.datasets.<name>.spurious``.
+    """
+    key = f"data.datasets.{name}.spurious"
+    try:
+        train_counts = spurious_counts(majority=spurious.majority, labels=labels, per_group=spurious.train_per_group,
+                                       majority_share=spurious.share)
+    except ValueError as exc:
+        raise ConfigError(f"{key}.majority: {exc}") from None
+    test_counts = balanced_counts(labels=labels, groups=sorted(spurious.majority), per_cell=spurious.test_per_cell)
+    drawn = {}
+    for split, counts in (("train", train_counts), ("test", test_counts)):
+        try:
+            drawn[split] = sample_cells(splits[split], counts=counts, group=spurious.column, seed=spurious.seed)
+        except DataError as exc:
+            raise DataError(f"{key}: {split} split: {exc}") from None
+    drawn["validation"] = _stratified_draw(drawn["train"], fraction=validation_fraction, seed=split_seed,
+                                           by=("label", spurious.column))
+    return drawn
+
+
 def prepare_dataset(name: str, config: DatasetParams, *, mirror: Path | None, validation_fraction: float,
                     split_seed: int) -> dict[str, pl.DataFrame]:
     """Resolve, read, validate and slice one dataset.
 
     A missing validation split is drawn from train with a seeded stratified split; those rows stay
-    in train.parquet (so it keeps the source's size) and the k-shot stage never draws them.
+    in train.parquet (so it keeps the source's size) and the k-shot stage never draws them. With
+    ``config.spurious`` every split comes from ``spurious_splits`` (the source's validation is unused).
 
     Returns:
         {"train", "validation", "test"} -> frames with columns id, text, label, then ``config.columns``
@@ -203,6 +244,9 @@ def prepare_dataset(name: str, config: DatasetParams, *, mirror: Path | None, va
     if config.max_words is not None:
         first_words = pl.col("text").str.extract(rf"^\S+(?:\s+\S+){{0,{config.max_words - 1}}}", group_index=0)
         out = {split: frame.with_columns(first_words) for split, frame in out.items()}
+    if config.spurious is not None:
+        out = spurious_splits(name, out, config.spurious, labels=sorted(config.labels or label_set),
+                              validation_fraction=validation_fraction, split_seed=split_seed)
     if config.max_test_per_label is not None:
         out["test"] = _first_per_label(out["test"], config.max_test_per_label)
     if config.min_test is not None and len(out["test"]) < config.min_test:

@@ -28,6 +28,20 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SpuriousParams(_Section):
+    """A spurious-correlation subset (a text Waterbirds, ``pipeline.groups``): each group of ``column`` mostly
+    carries one label in training, while the test set is balanced over label x group."""
+
+    column: str = Field(description="the group column (one of the dataset's columns, e.g. category)")
+    majority: dict[str, str] = Field(
+        min_length=2, description="group value -> its majority label in training; groups not named are left out"
+    )
+    share: float = Field(0.9, gt=0, le=1, description="share of each group's training rows with its majority label")
+    train_per_group: int = Field(gt=0, description="training rows per group (validation is drawn from them)")
+    test_per_cell: int = Field(gt=0, description="test rows per (label, group) cell")
+    seed: int = Field(0, description="seed of both draws")
+
+
 class DatasetParams(_Section):
     """One dataset: a folder under the mirror (or ``path``), or the Hugging Face hub."""
 
@@ -47,6 +61,10 @@ class DatasetParams(_Section):
         [], description="extra source columns to keep (e.g. [category]): carried into every split and k-shot file, "
         "and validated like the label (present in every split, never null or empty)"
     )
+    spurious: SpuriousParams | None = Field(
+        None, description="draw a spurious-correlation train subset and a balanced test set; validation is then "
+        "drawn from that subset (by label x group), never the source's"
+    )
 
     @field_validator("columns")
     @classmethod
@@ -65,6 +83,15 @@ class DatasetParams(_Section):
         if len(set(value)) < len(value):
             raise ValueError("a column is listed twice")
         return value
+
+    @model_validator(mode="after")
+    def _spurious_column_kept(self) -> DatasetParams:
+        if self.spurious is not None:
+            if self.spurious.column not in self.columns:
+                raise ValueError(f"spurious.column: {self.spurious.column!r} must be one of columns {self.columns}")
+            if self.max_test_per_label is not None:
+                raise ValueError("spurious draws a balanced test split; drop max_test_per_label")
+        return self
 
 
 class DataParams(_Section):
@@ -221,7 +248,7 @@ class AdversarialParams(_Section):
 
 
 class EvaluationParams(_Section):
-    ig_steps: int = Field(20, gt=0, description="IG steps of the rationale attribution")
+    ig_steps: int = Field(20, gt=1, description="IG steps of the rationale attribution (captum needs 2 or more)")
     fractions: list[Annotated[float, Field(gt=0, le=1)]] = [0.01, 0.05, 0.10, 0.20, 0.50]
     batch_size: int = Field(64, gt=0)
     heatmap_sentences: int = Field(4, gt=0, description="test sentences drawn in reports/heatmaps (one per label)")

@@ -8,20 +8,18 @@ training loop, the stages, the report and the flow read everything else from it 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import fields
-from functools import partial
 
 from pipeline.errors import ConfigError
 from pipeline.objectives.agm import Agm, AgmRandom
-from pipeline.objectives.align import Align
+from pipeline.objectives.align import Align, AlignFixed
 from pipeline.objectives.base import Objective
 from pipeline.objectives.baseline import Baseline
-from pipeline.objectives.ex2l import Ex2l
+from pipeline.objectives.ex2l import Ex2l, Ex2lMultitask
 from pipeline.objectives.guided import Guided
 from pipeline.objectives.regex import Regex, RegexNoExplanation
 
-OBJECTIVES: dict[str, Callable[..., Objective]] = {
+OBJECTIVES: dict[str, type[Objective]] = {
     "baseline": Baseline,
     "guided": Guided,
     "agm": Agm,
@@ -29,8 +27,9 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "regex": Regex,
     "regex-no-explanation": RegexNoExplanation,
     "ex2l": Ex2l,
+    "ex2l-multitask": Ex2lMultitask,
     "align": Align,
-    "align-fixed": partial(Align, fixed_mask=True),
+    "align-fixed": AlignFixed,
 }
 
 
@@ -38,8 +37,7 @@ def objective_class(name: str) -> type[Objective]:
     """The class registered as ``name`` (its ``display`` and ``needs_prior``, before any settings)."""
     if name not in OBJECTIVES:
         raise ConfigError(f"student: unknown objective {name!r} (registered: {', '.join(OBJECTIVES)})")
-    factory = OBJECTIVES[name]
-    return getattr(factory, "func", factory)  # a functools.partial registers a variant of a class
+    return OBJECTIVES[name]
 
 
 def get_objective(name: str, **settings: object) -> Objective:

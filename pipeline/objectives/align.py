@@ -281,3 +281,17 @@ class Align(Objective):
             bce = alignment(saliency, mask.detach(), real=real)
             loss = loss + self.lambda3 * bce
         return loss, {"mask_mean": sparsity(mask, real=real).item(), "mix": mixed.item(), "bce": bce.item()}
+
+
+@dataclass(frozen=True)
+class AlignFixed(Align):
+    """The ablation ``align-fixed``: the classifier phase towards the stop-word mask, no masker; its own class
+    so that reports name it apart."""
+
+    display = "ALIGN (fixed mask)"
+    fixed_mask: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.fixed_mask:
+            raise ConfigError("align-fixed: fixed_mask is true by definition; use align for a learned mask")

@@ -104,3 +104,17 @@ class Ex2l(Objective):
         if self.lam > 0:  # lambda = 0 stays bitwise the multitask loss
             loss = loss + self.lam * similarity
         return loss, {"ce_confounder": ce_confounder.item(), "dice": similarity.item()}
+
+
+@dataclass(frozen=True)
+class Ex2lMultitask(Ex2l):
+    """The ablation: eX2L with lambda = 0, plain multitask learning CE_y + mu CE_c (the Dice only logged);
+    its own class so that reports name it apart."""
+
+    display = "Multitask (eX2L, λ = 0)"
+    lam: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lam != 0:
+            raise ConfigError(f"ex2l-multitask: lam is 0 by definition (got {self.lam}); use ex2l for a Dice penalty")

@@ -171,3 +171,40 @@ def test_empty_extra_value_names_file_and_row(tmp_path, value):
 def test_a_reserved_extra_column_is_refused():
     with pytest.raises(ValueError, match="'label' is always kept"):
         DatasetParams(columns=["label"])
+
+
+WATERBIRDS = {"column": "category", "share": 0.9, "train_per_group": 100, "test_per_cell": 25, "seed": 3,
+              "majority": {"books": "positive", "dvd": "positive", "electronics": "negative", "kitchen": "negative"}}
+
+
+def _cells(frame):
+    return {(y, g): n for y, g, n in frame.group_by("label", "category").len().iter_rows()}
+
+
+def test_a_spurious_subset_has_exact_cell_counts(shared_data):
+    def prepare():
+        return _prepare("waterbirds", shared_data, path="sentiment/products_amazon", columns=["category"],
+                        spurious=WATERBIRDS)
+
+    splits = prepare()
+    majority = {(label, group) for group, label in WATERBIRDS["majority"].items()}
+    cells = {(y, g) for y in ("negative", "positive") for g in WATERBIRDS["majority"]}
+    assert _cells(splits["train"]) == {cell: 90 if cell in majority else 10 for cell in cells}
+    assert _cells(splits["test"]) == dict.fromkeys(cells, 25)
+    # validation: a tenth of every training cell, so it carries the same skew; its rows stay in train
+    assert _cells(splits["validation"]) == {cell: 9 if cell in majority else 1 for cell in cells}
+    assert splits["validation"]["id"].is_in(splits["train"]["id"].implode()).all()
+    again = prepare()
+    assert all(again[split].equals(splits[split]) for split in splits)
+
+
+def test_a_too_small_spurious_cell_names_the_key(shared_data):
+    with pytest.raises(DataError, match=r"^data.datasets.waterbirds.spurious: test split: cell label='negative', "
+                                        r"category='books' has 250 rows, fewer than the 251 asked for$"):
+        _prepare("waterbirds", shared_data, path="sentiment/products_amazon", columns=["category"],
+                 spurious=WATERBIRDS | {"test_per_cell": 251})
+
+
+def test_a_spurious_group_column_must_be_kept():
+    with pytest.raises(ValueError, match=r"spurious.column: 'category' must be one of columns \[\]"):
+        DatasetParams(spurious=WATERBIRDS)

@@ -92,3 +92,38 @@ def test_a_missing_declared_column_leaves_no_artifact(workdir, tmp_path_factory)
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
     assert "toy/test.parquet: missing column 'group'" in result.stderr
     assert not (workdir / "data").exists()
+
+
+def _with_waterbirds(test_per_cell: int):
+    def edit(raw: dict) -> None:
+        raw["data"]["datasets"]["waterbirds"] = {
+            "path": "sentiment/products_amazon", "columns": ["category"],
+            "spurious": {"column": "category", "majority": {"books": "positive", "dvd": "positive",
+                                                           "electronics": "negative", "kitchen": "negative"},
+                         "share": 0.9, "train_per_group": 50, "test_per_cell": test_per_cell},
+        }
+        raw["fewshot"].update(full=True)
+    return edit
+
+
+def test_the_full_setting_of_a_spurious_dataset_keeps_its_skew(workdir):
+    from stages import fewshot
+
+    edit_params(workdir, _with_waterbirds(test_per_cell=10))
+    data.main("waterbirds")
+    fewshot.main("waterbirds")
+    full = pl.read_parquet(workdir / "data" / "fewshot" / "waterbirds" / "full.parquet")
+    cells = {(y, g): n for y, g, n in full.group_by("label", "category").len().iter_rows()}
+    # 45 / 5 per group drawn, minus validation's 4 / 0 (a tenth, rounded, at least one where a cell has two rows)
+    assert cells == {("positive", "books"): 41, ("positive", "dvd"): 41, ("negative", "electronics"): 41,
+                     ("negative", "kitchen"): 41, ("negative", "books"): 4, ("negative", "dvd"): 4,
+                     ("positive", "electronics"): 4, ("positive", "kitchen"): 4}
+
+
+def test_a_too_small_spurious_cell_leaves_no_artifact(workdir):
+    edit_params(workdir, _with_waterbirds(test_per_cell=300))
+    result = subprocess.run([sys.executable, "-m", "stages.data", "waterbirds"], capture_output=True, text=True,
+                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "data.datasets.waterbirds.spurious: test split: cell label='negative', category='books' has 250 rows" in result.stderr
+    assert not (workdir / "data").exists()

@@ -7,7 +7,7 @@ from torch import nn
 
 from pipeline.attribution import encode_words, pad_baseline
 from pipeline.errors import ConfigError
-from pipeline.objectives import get_objective
+from pipeline.objectives import get_objective, objective_class
 from pipeline.objectives.align import (
     Align,
     contrast,
@@ -163,3 +163,10 @@ def test_settings_are_validated():
         Align(masker_lr=0)
     phases = Align(warmup_epochs=2).phases
     assert [(p.name, p.updates, p.start_epoch) for p in phases] == [("masker", ("masker",), 2), ("classifier", ("model",), 0)]
+
+
+def test_the_fixed_mask_variant_is_its_own_row():
+    assert objective_class("align-fixed").display != objective_class("align").display
+    assert get_objective("align-fixed").fixed_mask and not get_objective("align").fixed_mask
+    with pytest.raises(ConfigError, match="align-fixed: fixed_mask is true by definition"):
+        get_objective("align-fixed", fixed_mask=False)

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from pipeline.attribution import encode_words
 from pipeline.errors import ConfigError
 from pipeline.gradcam import hidden_and_pooled, text_grad_cam
-from pipeline.objectives import get_objective
+from pipeline.objectives import get_objective, objective_class
 from pipeline.objectives.base import Batch, Task
 from pipeline.objectives.ex2l import Ex2l, dice
 from pipeline.training import set_seed
@@ -111,3 +111,11 @@ def test_settings_are_validated():
     with pytest.raises(ConfigError, match="column 'category' has 1 value"):
         Ex2l().modules(model=None, task=Task(num_labels=2, column_values={"category": ("books",)}))
     assert Ex2l(confounder="veracity").columns == ("veracity",)
+
+
+def test_the_multitask_variant_is_ex2l_at_lambda_zero_under_its_own_name():
+    variant = get_objective("ex2l-multitask", mu=0.5)
+    assert isinstance(variant, Ex2l) and (variant.lam, variant.mu) == (0.0, 0.5)
+    assert objective_class("ex2l-multitask").display != objective_class("ex2l").display
+    with pytest.raises(ConfigError, match="ex2l-multitask: lam is 0 by definition"):
+        get_objective("ex2l-multitask", lam=1.0)
