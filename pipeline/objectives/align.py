@@ -29,6 +29,7 @@ from transformers import PreTrainedModel
 from pipeline.attribution import pad_baseline
 from pipeline.errors import ConfigError
 from pipeline.gradcam import hidden_and_pooled, text_grad_cam
+from pipeline.models import eval_mode
 from pipeline.objectives.base import Batch, ExtraModule, Objective, Phase, Task
 
 
@@ -248,13 +249,9 @@ class Align(Objective):
         real = batch.word_index >= 0
         embeds, baseline = (e.detach() for e in word_embeddings(model, input_ids=batch.input_ids, word_index=batch.word_index))
         mask = masker(embeds, attention_mask=batch.attention_mask, real=real)
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             gap = contrast(model, embeds=embeds, baseline=baseline, mask=mask, attention_mask=batch.attention_mask,
                            labels=batch.labels)
-        finally:
-            model.train(was_training)
         l1, tv = sparsity(mask, real=real), total_variation(mask, real=real)
         loss = gap + self.lambda1 * l1 + self.lambda2 * tv
         return loss, {"masker_contrast": gap.item(), "masker_l1": l1.item(), "masker_tv": tv.item(), "masker_loss": loss.item()}
@@ -270,14 +267,10 @@ class Align(Objective):
         mixed = mixup(model, embeds=embeds, attention_mask=batch.attention_mask, labels=batch.labels, weight=weight, order=order)
         loss, bce = ce + self.lambda4 * mixed, torch.tensor(float("nan"))
         if not warm_up:
-            was_training = model.training
-            model.eval()
-            try:
+            with eval_mode(model):
                 hidden, pooled = hidden_and_pooled(model, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
                 saliency = text_grad_cam(hidden=hidden, scores=model.classifier(pooled), target=batch.labels,
                                          attention_mask=batch.attention_mask, real=real, create_graph=True)
-            finally:
-                model.train(was_training)
             bce = alignment(saliency, mask.detach(), real=real)
             loss = loss + self.lambda3 * bce
         return loss, {"mask_mean": sparsity(mask, real=real).item(), "mix": mixed.item(), "bce": bce.item()}

@@ -24,6 +24,7 @@ from transformers import PreTrainedModel
 
 from pipeline.errors import ConfigError
 from pipeline.gradcam import hidden_and_pooled, text_grad_cam
+from pipeline.models import eval_mode
 from pipeline.objectives.base import Batch, ExtraModule, Objective, Phase, Task
 
 
@@ -88,17 +89,13 @@ class Ex2l(Objective):
         head, confounders, real = modules["confounder"], batch.columns[self.confounder], batch.word_index >= 0
         _, pooled = hidden_and_pooled(model, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
         ce_confounder = F.cross_entropy(head(model.dropout(pooled)).float(), confounders)
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             hidden, pooled = hidden_and_pooled(model, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
             maps = [
                 text_grad_cam(hidden=hidden, scores=scores, target=target, attention_mask=batch.attention_mask, real=real,
                               create_graph=self.lam > 0)
                 for scores, target in ((model.classifier(pooled), batch.labels), (head(pooled), confounders))
             ]
-        finally:
-            model.train(was_training)
         similarity = dice(*maps, mask=real).mean()
         loss = ce + self.mu * ce_confounder
         if self.lam > 0:  # lambda = 0 stays bitwise the multitask loss
