@@ -142,7 +142,7 @@ def results_table(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None,
             _markdown_row(["Method", *header]),
             _markdown_row(["---"] + ["---:"] * len(header)),
         ]
-        for method in _ordered_methods(sub["method"]):
+        for method in _ordered(sub["method"], METHODS):
             row = [display_name(method)]
             for dataset in datasets:
                 run = runs.get((dataset, method))
@@ -187,7 +187,7 @@ def paired_tests(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None,
             lines += [f"### Setting `{group}`, {_name(dataset, DATASETS)}", ""]
             runs = sub.filter(pl.col("dataset") == dataset)
             baseline = runs.filter(pl.col("method") == "baseline")
-            others = [m for m in _ordered_methods(runs["method"]) if m != "baseline"]
+            others = [m for m in _ordered(runs["method"], METHODS) if m != "baseline"]
             if baseline.is_empty() or not others:
                 lines += ["No baseline run or no other method: nothing to compare.", ""]
                 continue
@@ -455,16 +455,13 @@ def _table_metrics(frame: pl.DataFrame) -> dict[str, str]:
     return {key: label for key, label in TABLE_METRICS.items() if frame[key].drop_nulls().len() > 0}
 
 
-def _ordered_methods(names: pl.Series) -> list[str]:
-    return sorted(set(names), key=lambda name: _rank(name, METHODS))
-
 
 def _groups(frame: pl.DataFrame) -> Iterable[tuple[str, pl.DataFrame]]:
     for group in sorted(frame["setting_group"].unique()):
         yield group, frame.filter(pl.col("setting_group") == group)
 
 
-def _ordered(names: pl.Series, known: dict[str, str]) -> list[str]:
+def _ordered(names: pl.Series, known: dict[str, str] | list[str]) -> list[str]:
     return sorted(set(names), key=lambda name: _rank(name, known))
 
 

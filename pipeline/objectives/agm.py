@@ -58,9 +58,7 @@ class Agm(Objective):
     def __post_init__(self) -> None:
         if not 0 <= self.quantile < 1:
             raise ConfigError(f"agm: quantile must be in [0, 1), got {self.quantile}")
-        for name in ("lambda_mask", "lambda_cf"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"agm: {name} must be >= 0, got {getattr(self, name)}")
+        self._check_non_negative("lambda_mask", "lambda_cf")
         if self.temperature <= 0:
             raise ConfigError(f"agm: temperature must be > 0, got {self.temperature}")
 

@@ -210,9 +210,7 @@ class Align(Objective):
     fixed_mask: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("lambda1", "lambda2", "lambda3", "lambda4", "warmup_epochs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"align: {name} must be >= 0, got {getattr(self, name)}")
+        self._check_non_negative("lambda1", "lambda2", "lambda3", "lambda4", "warmup_epochs")
         for name in ("alpha", "masker_lr", "masker_width"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"align: {name} must be > 0, got {getattr(self, name)}")

@@ -16,6 +16,8 @@ from typing import ClassVar
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
+from pipeline.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -96,6 +98,12 @@ class Objective:
 
     display: ClassVar[str]
     needs_prior: ClassVar[bool] = False
+
+    def _check_non_negative(self, *names: str) -> None:
+        """Refuse a negative setting, naming the objective (its registry prefix) and the setting."""
+        for name in names:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{type(self).__name__.lower()}: {name} must be >= 0, got {getattr(self, name)}")
 
     @property
     def columns(self) -> tuple[str, ...]:

@@ -63,9 +63,7 @@ class Ex2l(Objective):
     def __post_init__(self) -> None:
         if not self.confounder:
             raise ConfigError("ex2l: confounder must name a dataset column")
-        for name in ("mu", "lam"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"ex2l: {name} must be >= 0, got {getattr(self, name)}")
+        self._check_non_negative("mu", "lam")
 
     @property
     def columns(self) -> tuple[str, ...]:

@@ -65,9 +65,7 @@ class Regex(Objective):
     ig_steps: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("alpha", "beta", "gamma", "delta", "epsilon"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"regex: {name} must be >= 0, got {getattr(self, name)}")
+        self._check_non_negative("alpha", "beta", "gamma", "delta", "epsilon")
         if self.xi <= 0:
             raise ConfigError(f"regex: xi must be > 0, got {self.xi}")
         if not 0 <= self.mask_fraction <= 1:

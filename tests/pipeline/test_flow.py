@@ -134,13 +134,17 @@ def run_the_tiny_profile(project: Path, **runner: str) -> None:
     assert "Data and pipelines are up to date." in dvc.stdout
 
 
-@pytest.mark.slow
-def test_the_whole_tiny_profile_through_the_flow_leaves_dvc_nothing_to_do(
-    tmp_path: Path, shared_data: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def tiny_project(tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh copy of the project running the tiny profile, as the working directory."""
     make_project(tmp_path, shared_data=shared_data, profile="tiny")
     monkeypatch.chdir(tmp_path)
-    run_the_tiny_profile(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_the_whole_tiny_profile_through_the_flow_leaves_dvc_nothing_to_do(tiny_project: Path, prefect_server: None) -> None:
+    run_the_tiny_profile(tiny_project)
 
 
 class TaskResources(SchedulerPlugin):
@@ -157,16 +161,14 @@ class TaskResources(SchedulerPlugin):
 
 @pytest.mark.slow
 def test_the_tiny_profile_on_a_two_worker_dask_cluster_with_gpu_stages_holding_a_gpu(
-    tmp_path: Path, shared_data: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+    tiny_project: Path, prefect_server: None
 ) -> None:
-    make_project(tmp_path, shared_data=shared_data, profile="tiny")
-    monkeypatch.chdir(tmp_path)
     tasks = TaskResources()
     # what `dask scheduler` + `dask worker --resources GPU=1` on two hosts sharing the checkout set up
     workers = {"resources": {"GPU": 1}, "env": {"PREFECT_API_URL": PREFECT_API_URL.value()}}
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, **workers) as cluster:
         cluster.scheduler.add_plugin(tasks)
-        run_the_tiny_profile(tmp_path, runner="dask", dask_address=cluster.scheduler_address)
+        run_the_tiny_profile(tiny_project, runner="dask", dask_address=cluster.scheduler_address)
     with Repo(".") as repo:
         assert sorted(tasks.by_stage) == sorted(stage.name for stage in repo.index.graph)
     gpu = {"score", "train", "ig_prior", "oracle_teacher", "controls", "diagnostics", "adversarial", "guided",
