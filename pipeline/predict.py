@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from pipeline.attribution import encode_words
+from pipeline.attribution import encode_words, length_batches
 
 
 @torch.no_grad()
@@ -28,7 +28,7 @@ def predict_proba(
         model: a sequence classifier (put in eval mode, restored afterwards).
         tokenizer: its fast tokenizer.
         sentences: N sentences, each a list of words.
-        batch_size: sentences per forward pass.
+        batch_size: sentences per forward pass (batched by length; rows come back in input order).
         device: where to run.
         max_length: tokens per sentence.
 
@@ -37,10 +37,10 @@ def predict_proba(
     """
     was_training = model.training
     model.to(device).eval()
-    out = []
-    for start in range(0, len(sentences), batch_size):
-        encoding, _ = encode_words(tokenizer, sentences[start : start + batch_size], max_length=max_length, device=device)
+    out = np.zeros((len(sentences), model.config.num_labels))
+    for rows in length_batches(sentences, batch_size=batch_size):
+        encoding, _ = encode_words(tokenizer, [sentences[i] for i in rows], max_length=max_length, device=device)
         logits = model(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"]).logits
-        out.append(logits.float().softmax(-1).cpu().double().numpy())
+        out[rows] = logits.float().softmax(-1).cpu().double().numpy()
     model.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels))
+    return out

@@ -15,10 +15,10 @@ import polars as pl
 import torch
 from captum.attr import LayerIntegratedGradients
 from torch import Tensor
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 from pipeline.artifacts import priors_frame
-from pipeline.attribution import encode_words, pad_baseline, tokens_to_words
+from pipeline.attribution import pad_baseline, word_scores
 from pipeline.models import load_trained_student, resolve_device
 
 if TYPE_CHECKING:
@@ -55,30 +55,24 @@ def ig_prior(
     if len(labels) != len(sentences):
         raise ValueError(f"ig_prior: {len(sentences)} sentences but {len(labels)} labels")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     explainer = LayerIntegratedGradients(
         lambda input_ids, attention_mask: model(input_ids=input_ids, attention_mask=attention_mask).logits,
         model.get_input_embeddings(),
     )
-    priors = []
-    for start in range(0, len(sentences), batch_size):
-        chunk = sentences[start : start + batch_size]
-        encoding, word_index = encode_words(tokenizer, chunk, max_length=max_length, device=device)
-        tokens = explainer.attribute(
+
+    def attribute(encoding: BatchEncoding, word_index: Tensor, rows: np.ndarray) -> Tensor:
+        return explainer.attribute(
             encoding["input_ids"],
             baselines=pad_baseline(input_ids=encoding["input_ids"], word_index=word_index, pad_token_id=tokenizer.pad_token_id),
             additional_forward_args=(encoding["attention_mask"],),
-            target=labels[start : start + batch_size].to(device),
+            target=labels[torch.from_numpy(rows)].to(device),
             n_steps=steps,
             method="riemann_middle",
             internal_batch_size=internal_batch_size,
         ).sum(-1)
-        words, _ = tokens_to_words(tokens, word_index, n_words=max(len(w) for w in chunk))
-        words = words.detach().double().cpu().numpy()
-        priors.extend(words[i, : len(w)].copy() for i, w in enumerate(chunk))
-    model.train(was_training)
-    return priors
+
+    return word_scores(model, tokenizer, sentences=sentences, attribute=attribute, batch_size=batch_size,
+                       max_length=max_length)
 
 
 def checkpoint_ig(folder: Path, sentences: pl.DataFrame, *, params: Params) -> list[np.ndarray]:

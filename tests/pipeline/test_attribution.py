@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from captum.attr import LayerIntegratedGradients
@@ -6,7 +7,14 @@ from tokenizers.pre_tokenizers import ByteLevel
 from tokenizers.processors import RobertaProcessing
 from transformers import PreTrainedTokenizerFast
 
-from pipeline.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words
+from pipeline.attribution import (
+    encode_words,
+    integrated_gradients,
+    length_batches,
+    pad_baseline,
+    tokens_to_words,
+    word_scores,
+)
 
 SENTENCES = [
     "I lost my card, what should I do?".split(),
@@ -154,3 +162,27 @@ def test_integrated_gradients_with_create_graph_is_differentiable_in_the_paramet
     assert encoder_grad is not None and encoder_grad.abs().sum() > 0
     assert model.get_input_embeddings().weight.grad.abs().sum() > 0  # through x - x' as well
     model.zero_grad()
+
+
+def test_length_batches_cover_every_sentence_once_longest_first():
+    sentences = [["a"] * n for n in (3, 9, 1, 9, 5, 2, 7)]
+    batches = length_batches(sentences, batch_size=3)
+    assert [len(b) for b in batches] == [3, 3, 1]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(7))
+    assert [[len(sentences[i]) for i in b] for b in batches] == [[9, 9, 7], [5, 3, 2], [1]]
+
+
+def test_word_scores_come_back_in_input_order_whatever_the_batching(minilm):
+    model, tokenizer = minilm
+    sentences = [["short"], "a much longer sentence about card delivery".split(), ["two", "words"]]
+    # the attribution is each token's id, so every word's score tells which sentence it came from
+    ids = [word_scores(model, tokenizer, sentences=sentences, batch_size=size, max_length=32,
+                       attribute=lambda encoding, word_index, rows: encoding["input_ids"].double())
+           for size in (1, 2, 3)]
+    for scores in ids:
+        assert [len(s) for s in scores] == [1, 7, 2]
+        for got, expected in zip(scores, ids[0]):
+            np.testing.assert_array_equal(got, expected)
+    alone = word_scores(model, tokenizer, sentences=sentences[2:], batch_size=1, max_length=32,
+                        attribute=lambda encoding, word_index, rows: encoding["input_ids"].double())
+    np.testing.assert_array_equal(ids[2][2], alone[0])
