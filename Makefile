@@ -5,9 +5,16 @@ PY      := $(VENV)/bin/python
 PROFILE ?= default
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # The default profile is offline: never wait on hub retries. GPU servers run with PROFILE=paper.
+# It also runs JOBS independent stages at once (pipeline/flow.py), each with an equal share of the
+# cores: its ~45 small stages spend half their time importing torch, which one core does alone.
+# Other profiles default to JOBS=1, plain `dvc repro` (two stages would share one GPU).
 ifeq ($(PROFILE),default)
 export HF_HUB_OFFLINE := 1
+JOBS ?= 2
+else
+JOBS ?= 1
 endif
+THREADS := $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
 
 .PHONY: install run test test-vllm bench clean
 
@@ -36,7 +43,11 @@ run: install
 ifneq ($(PROFILE),default)
 	cp profiles/$(PROFILE).yaml params.yaml
 endif
+ifeq ($(JOBS),1)
 	dvc repro
+else
+	OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(PY) -m pipeline.flow --max-concurrency $(JOBS)
+endif
 
 test: install
 	$(VENV)/bin/ruff check .
