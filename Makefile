@@ -5,16 +5,18 @@ PY      := $(VENV)/bin/python
 PROFILE ?= default
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # The default profile is offline: never wait on hub retries. GPU servers run with PROFILE=paper.
-# It also runs JOBS independent stages at once (pipeline/flow.py), each with an equal share of the
-# cores: its ~45 small stages spend half their time importing torch, which one core does alone.
-# Other profiles default to JOBS=1, plain `dvc repro` (two stages would share one GPU).
 ifeq ($(PROFILE),default)
 export HF_HUB_OFFLINE := 1
-JOBS ?= 2
-else
-JOBS ?= 1
 endif
-THREADS := $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
+# CPU profiles run JOBS independent stages at once (pipeline/flow.py), each with an equal share of the
+# cores (pipeline.flow.threads_per_stage): their small stages spend half their time importing torch,
+# which one core does alone. The paper profile defaults to JOBS=1, plain `dvc repro`: two stages
+# would share one GPU.
+ifeq ($(PROFILE),paper)
+JOBS ?= 1
+else
+JOBS ?= 2
+endif
 
 .PHONY: install run test test-vllm bench clean
 
@@ -46,7 +48,7 @@ endif
 ifeq ($(JOBS),1)
 	dvc repro
 else
-	OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(PY) -m pipeline.flow --max-concurrency $(JOBS)
+	$(PY) -m pipeline.flow --max-concurrency $(JOBS)
 endif
 
 test: install

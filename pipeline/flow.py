@@ -18,7 +18,8 @@ DVC_STAGE set, through /bin/sh, with the interpreter running the flow first on P
 ``python`` is the project's environment, as `make run` arranges with .venv/bin).
 
 Stage commands run on a task runner chosen per run: threads of the flow's process (``--runner
-threads``, the default) or Dask workers through prefect-dask's DaskTaskRunner (``--runner dask``,
+threads``, the default; each stage of a wave gets an equal share of the cores as its OpenMP threads,
+unless ``OMP_NUM_THREADS`` is set) or Dask workers through prefect-dask's DaskTaskRunner (``--runner dask``,
 on a temporary local cluster of ``--dask-workers`` processes or on a running scheduler's workers,
 ``--dask-address tcp://host:8786``). Stages that need a GPU (``GPU_STAGES``) ask Dask for the
 worker resource ``GPU: 1``, so a worker started with ``--resources GPU=1`` runs one of them at a
@@ -234,7 +235,7 @@ def checkout_marker(repo: Repo) -> Iterator[str]:
 
 
 @task(cache_policy=NO_CACHE)  # DVC decides what is up to date
-def run_stage(*, name: str, commands: list[str], wdir: str, root: str, marker: str) -> str:
+def run_stage(*, name: str, commands: list[str], wdir: str, root: str, marker: str, threads: int | None = None) -> str:
     """Run a stage's commands like `dvc repro` does, streaming their output into the run's logs.
 
     Args:
@@ -243,6 +244,8 @@ def run_stage(*, name: str, commands: list[str], wdir: str, root: str, marker: s
         wdir: the stage's working directory.
         root: the DVC repository root (exported as DVC_ROOT).
         marker: this flow run's :func:`checkout_marker`, which the worker must see.
+        threads: the stage's OpenMP/MKL threads (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``); None
+            leaves the environment's.
 
     Returns:
         The last line the stage printed on stdout ("" if none).
@@ -259,6 +262,8 @@ def run_stage(*, name: str, commands: list[str], wdir: str, root: str, marker: s
     logger = get_run_logger()
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "DVC_ROOT": root, "DVC_STAGE": name, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+    if threads is not None:
+        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     stdout: deque[str] = deque(maxlen=1)
     stderr: deque[str] = deque(maxlen=_STDERR_TAIL)
     start = time.perf_counter()
@@ -330,7 +335,21 @@ def task_runner(
     return DaskTaskRunner(cluster_kwargs=cluster)
 
 
-def _run_wave(stages: list[PipelineStage], *, runner: TaskRunner, root: str, marker: str) -> dict[str, BaseException | None]:
+def threads_per_stage(stages: int, *, max_concurrency: int, cores: int | None = None) -> int | None:
+    """Each stage's share of this machine's cores when ``stages`` of a wave run on the thread runner.
+
+    Two torch processes with a thread per core each oversubscribe the cores (a stage measured 7x
+    slower); one thread each leaves a core idle when a wave has one stage. None when the environment
+    fixes ``OMP_NUM_THREADS`` itself.
+    """
+    if "OMP_NUM_THREADS" in os.environ:
+        return None
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, min(stages, max_concurrency)))
+
+
+def _run_wave(stages: list[PipelineStage], *, runner: TaskRunner, root: str, marker: str,
+              threads: int | None) -> dict[str, BaseException | None]:
     """Submit the stages' commands to ``runner``, GPU stages annotated for Dask; name -> exception or None."""
     futures = {}
     for stage in stages:
@@ -341,7 +360,8 @@ def _run_wave(stages: list[PipelineStage], *, runner: TaskRunner, root: str, mar
         with dask.annotate(resources=_GPU) if group in GPU_STAGES else nullcontext():
             futures[stage.name] = runner.submit(
                 run_stage.with_options(name=group, task_run_name=task_run_name(stage), **options),
-                {"name": stage.name, "commands": commands, "wdir": stage.wdir, "root": root, "marker": marker},
+                {"name": stage.name, "commands": commands, "wdir": stage.wdir, "root": root, "marker": marker,
+                 "threads": threads},
             )
     results = {name: future.result(raise_on_failure=False) for name, future in futures.items()}
     return {name: result if isinstance(result, BaseException) else None for name, result in results.items()}
@@ -409,7 +429,10 @@ def capflow(
                 "wave %d/%d: %d to run%s, %d restored from the run cache, %d up to date",
                 number, len(plan), len(to_run), names, len(restored), len(wave) - len(changed),
             )
-            errors = _run_wave(to_run, runner=stage_runner, root=repo.root_dir, marker=marker) if to_run else {}
+            # Dask workers size their own threads (one per worker process)
+            threads = threads_per_stage(len(to_run), max_concurrency=max_concurrency) if runner == "threads" else None
+            errors = _run_wave(to_run, runner=stage_runner, root=repo.root_dir, marker=marker,
+                               threads=threads) if to_run else {}
             ran = [stage for stage in to_run if errors[stage.name] is None]
             with lock_repo(repo):
                 for stage in restored + ran:

@@ -38,6 +38,7 @@ from pipeline.flow import (
     select_stages,
     task_run_name,
     task_runner,
+    threads_per_stage,
     waves,
 )
 from tests.conftest import REPO, edit_params, make_project
@@ -57,8 +58,9 @@ def _only_banking77_mini_k5_seed0(params: dict) -> None:
     params["fewshot"]["seeds"] = [0]
     params["experiment"]["settings"] = ["k5-seed0"]
     params["experiment"]["extra_settings"] = []
-    params["student"]["priors"] += params["student"]["extra_priors"]  # every row on the one setting
+    params["student"]["priors"] = ["cap+ig+lime", "oracle", "random", "ig", "lime", "cap", "ig+lime", "cap+ig", "cap+lime"]
     params["student"]["extra_priors"] = []
+    params["student"]["seeds"] = [0]
 
 
 @pytest.fixture
@@ -308,3 +310,13 @@ def test_prefect_deploy_registers_the_scheduled_paper_run(project: Path, prefect
     (schedule,) = deployment.schedules
     assert schedule.schedule.cron == "0 2 * * *"
     assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(project.resolve())}}]
+
+
+def test_stages_of_a_wave_share_the_cores_unless_the_environment_fixes_the_threads(monkeypatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads_per_stage(1, max_concurrency=2, cores=2) == 2  # alone in its wave: every core
+    assert threads_per_stage(7, max_concurrency=2, cores=2) == 1
+    assert threads_per_stage(3, max_concurrency=4, cores=16) == 5
+    assert threads_per_stage(9, max_concurrency=4, cores=2) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads_per_stage(7, max_concurrency=2, cores=2) is None

@@ -62,7 +62,7 @@ def test_a_new_objective_trains_and_evaluates_through_the_stages_with_one_regist
     """The registry's extension points: an extra module saved with the checkpoint, two ordered phases, a late start."""
     monkeypatch.setitem(OBJECTIVES, "recalibrated", Recalibrated)  # the one line an objective adds
     edit_params(workdir, lambda raw: (
-        raw["student"].update(epochs=2, objectives=["baseline", "recalibrated"]),
+        raw["student"].update(epochs=2, batch_size=8, objectives=["baseline", "recalibrated"]),
         raw["student"]["settings"].update(recalibrated={"start": 1}),
         raw["evaluation"].update(ig_steps=2, fractions=[0.5]),
     ))
