@@ -48,7 +48,7 @@ endif
 ifeq ($(JOBS),1)
 	dvc repro
 else
-	$(PY) -m pipeline.flow --max-concurrency $(JOBS)
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) -m pipeline.flow --max-concurrency $(JOBS)  # offline: no telemetry error
 endif
 
 test: install
