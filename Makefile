@@ -11,7 +11,7 @@ endif
 # CPU profiles run JOBS independent stages at once (pipeline/flow.py), each with an equal share of the
 # cores (pipeline.flow.threads_per_stage): their small stages spend half their time importing torch,
 # which one core does alone. The paper profile defaults to JOBS=1, plain `dvc repro`: two stages
-# would share one GPU.
+# would share one GPU. Prefect's analytics are off: offline they only log an error.
 ifeq ($(PROFILE),paper)
 JOBS ?= 1
 else
@@ -48,7 +48,7 @@ endif
 ifeq ($(JOBS),1)
 	dvc repro
 else
-	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) -m pipeline.flow --max-concurrency $(JOBS)  # offline: no telemetry error
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) -m pipeline.flow --max-concurrency $(JOBS)
 endif
 
 test: install
