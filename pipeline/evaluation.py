@@ -79,9 +79,14 @@ def evaluate_student(model, tokenizer, *, test: pl.DataFrame, validation: pl.Dat
     Raises:
         ConfigError: the test split lacks the group column, or a target has a label the student does not know.
     """
+    known: dict[str, np.ndarray] = {}  # text -> probabilities: ERASER re-reads the full sentences, rationales share erasures
+
     def predict(texts: list[str]) -> np.ndarray:
-        return predict_proba(model, tokenizer, [t.split() for t in texts], batch_size=params.batch_size,
-                             max_length=max_length, device=device)
+        new = [text for text in dict.fromkeys(texts) if text not in known]
+        if new:
+            known.update(zip(new, predict_proba(model, tokenizer, [t.split() for t in new], batch_size=params.batch_size,
+                                                max_length=max_length, device=device), strict=True))
+        return np.stack([known[text] for text in texts]) if texts else np.zeros((0, model.config.num_labels))
 
     def faithful(frame: pl.DataFrame, probabilities: np.ndarray, *, at: str = "") -> dict[str, float]:
         sentences = [t.split() for t in frame["text"]]

@@ -455,7 +455,6 @@ def _table_metrics(frame: pl.DataFrame) -> dict[str, str]:
     return {key: label for key, label in TABLE_METRICS.items() if frame[key].drop_nulls().len() > 0}
 
 
-
 def _groups(frame: pl.DataFrame) -> Iterable[tuple[str, pl.DataFrame]]:
     for group in sorted(frame["setting_group"].unique()):
         yield group, frame.filter(pl.col("setting_group") == group)
