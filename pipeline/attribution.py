@@ -121,6 +121,7 @@ def integrated_gradients(
     steps: int,
     create_graph: bool = False,
     internal_batch_size: int | None = None,
+    output: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Integrated Gradients of the target logit w.r.t. the word embeddings, summed over hidden units.
 
@@ -143,6 +144,8 @@ def integrated_gradients(
         internal_batch_size: rows per forward pass, as in captum: each pass evaluates
             ``max(1, internal_batch_size // n)`` interpolation points of a group of n sentences;
             None evaluates all ``steps`` points of a group in one (n * steps)-row pass.
+        output: ``(logits (n, C), target (n,)) -> (n,)``, the scalar attributed instead of the
+            target logit (e.g. its log-probability); None: the target logit.
 
     Returns:
         (B, T) attribution per token; exactly 0 where input and baseline tokens are equal.
@@ -172,6 +175,7 @@ def integrated_gradients(
                 steps=steps,
                 create_graph=create_graph,
                 internal_batch_size=internal_batch_size,
+                output=output,
             )
             columns = torch.arange(width, device=input_ids.device)
             attribution = attribution.index_put((index[:, None], columns[None, :]), part.float())
@@ -214,6 +218,7 @@ def _integrate(
     steps: int,
     create_graph: bool,
     internal_batch_size: int | None,
+    output: Callable[[Tensor, Tensor], Tensor] | None,
 ) -> Tensor:
     """``integrated_gradients`` of one group of n sentences given their (n, T, H) word embeddings."""
     batch = inputs.shape[0]
@@ -228,7 +233,11 @@ def _integrate(
         if not path.requires_grad:
             path.requires_grad_()
         logits = model(inputs_embeds=path, attention_mask=attention_mask.repeat(k, 1)).logits
-        picked = logits.float().gather(1, target.repeat(k).unsqueeze(1)).sum()
+        targets = target.repeat(k)
+        if output is None:
+            picked = logits.float().gather(1, targets.unsqueeze(1)).sum()
+        else:
+            picked = output(logits.float(), targets).sum()
         (grad,) = torch.autograd.grad(picked, path, create_graph=create_graph)
         total = total + grad.view(k, *inputs.shape).sum(0)
     return (delta * total).sum(-1) / steps
@@ -346,3 +355,46 @@ def gradient_x_input_words(
 
     return word_scores(model, tokenizer, sentences=sentences, attribute=attribute, batch_size=batch_size,
                        max_length=max_length)
+
+
+def word_gradient_norms(
+    model: PreTrainedModel,
+    *,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    word_index: Tensor,
+    n_words: int,
+    output: Callable[[Tensor], Tensor],
+    create_graph: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Per word, the L2 norm of the whole input gradient of ``output`` over the word's token embeddings.
+
+    Unlike gradient x input or IG, which project the gradient on the embedding (a student can turn
+    its gradient orthogonal to a word and still use it), this is zero only where the output is
+    locally insensitive to every direction of the word's embedding: Ross et al. 2017's
+    "right for the right reasons" quantity.
+
+    Args:
+        model: a sequence classifier accepting ``inputs_embeds`` (in whatever mode it is in).
+        input_ids: (B, T) token ids.
+        attention_mask: (B, T).
+        word_index: (B, T) from ``encode_words``.
+        n_words: W, the padded number of words.
+        output: (B, C) logits -> (B,) the scalar per sentence to differentiate.
+        create_graph: keep the graph so the norms can be differentiated w.r.t. the parameters.
+
+    Returns:
+        (norms, word_mask): (B, W) float, sqrt(sum over the word's tokens and hidden units of g^2),
+        and (B, W) bool, True for words with a token.
+    """
+    with torch.enable_grad():
+        embeddings = model.get_input_embeddings()(input_ids)
+        if not create_graph:
+            embeddings = embeddings.detach()
+        if not embeddings.requires_grad:
+            embeddings.requires_grad_()
+        logits = model(inputs_embeds=embeddings, attention_mask=attention_mask).logits.float()
+        (grad,) = torch.autograd.grad(output(logits).sum(), embeddings, create_graph=create_graph)
+    squared, mask = tokens_to_words((grad.float() ** 2).sum(-1), word_index, n_words=n_words)
+    # the epsilon keeps sqrt's gradient finite at a word the model is exactly insensitive to
+    return torch.sqrt(squared + 1e-12) * mask, mask

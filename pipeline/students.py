@@ -5,6 +5,7 @@ A student is (objective, prior or none, seed); ``pipeline.artifacts.model_name``
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,11 @@ from pipeline.training import MODULES_FILE, Example, train_student, write_traini
 
 
 def objective_from_params(params: Params, name: str) -> Objective:
-    """The objective ``name`` with its ``student.settings.<name>`` (and the fusion's normalisation when it takes a prior)."""
+    """The objective ``name`` with its ``student.settings.<name>`` (and the fusion's normalisation where it has that setting)."""
     if name not in params.student.settings:
         raise ConfigError(f"student.settings: no entry for objective {name!r} (write `{name}: {{}}` for its defaults)")
     settings = dict(params.student.settings[name])
-    if objective_class(name).needs_prior:
+    if "normalisation" in {f.name for f in fields(objective_class(name))}:
         settings["normalisation"] = params.priors.normalisation
     return get_objective(name, **settings)
 

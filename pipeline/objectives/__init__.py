@@ -18,10 +18,12 @@ from pipeline.objectives.baseline import Baseline
 from pipeline.objectives.ex2l import Ex2l, Ex2lMultitask
 from pipeline.objectives.guided import Guided
 from pipeline.objectives.regex import Regex, RegexNoExplanation
+from pipeline.objectives.rrr import Rrr
 
 OBJECTIVES: dict[str, type[Objective]] = {
     "baseline": Baseline,
     "guided": Guided,
+    "rrr": Rrr,
     "agm": Agm,
     "agm-random": AgmRandom,
     "regex": Regex,
