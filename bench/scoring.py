@@ -90,9 +90,10 @@ def spread(n_total: int, n: int) -> np.ndarray:
 
 def vllm_worker(*, n_queries: int, rounds: int, out: Path) -> None:
     """In .venv-vllm: time both vllm modes on the spread subset; write {mode: {qps, scores}} as JSON to ``out``."""
+    from pipeline.params import VllmParams
     from pipeline.scoring.vllm_backend import VllmScorer
 
-    scorer = VllmScorer(model=MODEL, dtype="float32", batch_size=256)
+    scorer = VllmScorer(model=MODEL, batch_size=256, engine=VllmParams(dtype="float32"))
     prefix, queries = workload(scorer.tokenizer)
     subset = [queries[i] for i in spread(len(queries), n_queries)]
     results = {}
