@@ -35,6 +35,9 @@ def test_integrated_gradients_match_captum_on_cuda():
     )
     theirs = explainer.attribute(input_ids, baselines=baseline_ids, additional_forward_args=(attention_mask,),
                                  target=target, n_steps=STEPS, method="riemann_middle").sum(-1)
-    assert ours.shape == theirs.shape and theirs.abs().max() > 1e-2  # not two near-zero tensors
-    torch.testing.assert_close(ours, theirs.to(ours.dtype), rtol=1e-3, atol=1e-4)
+    # a random encoder passes little of the other tokens to <s>: the attributions are small, so the
+    # tolerance is relative to their scale, which must stand well above float32 round-off
+    scale = theirs.abs().max().item()
+    assert ours.shape == theirs.shape and scale > 1e-5
+    torch.testing.assert_close(ours, theirs.to(ours.dtype), rtol=1e-3, atol=1e-3 * scale)
     assert (ours[word_index < 0] == 0).all()  # special and padding tokens equal their baseline
