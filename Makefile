@@ -18,7 +18,7 @@ else
 JOBS ?= 2
 endif
 
-.PHONY: install run test test-vllm bench clean
+.PHONY: install run test test-vllm test-gpu bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -58,6 +58,12 @@ test: install
 # vLLM on CPU (.venv-vllm) against the transformers backend; not part of `make test` (README: Testing against real vLLM)
 test-vllm: $(VLLM_VENV)/.installed
 	$(VLLM_VENV)/bin/python -m pytest -m vllm tests/pipeline/scoring/test_vllm_*.py  # .venv-vllm lacks the training stack
+
+# The CUDA path on random-initialised models of the paper's shapes (tests/gpu; skipped without a GPU).
+# No `install` prerequisite: on a GPU server .venv holds the CUDA torch of the vllm extra (README: On a GPU server).
+# A bare GPU machine without capflow's venv: bash bench/gpu_check.sh
+test-gpu:
+	$(PY) -m pytest -m cuda tests/gpu
 
 bench: install
 	$(PY) bench/scoring.py

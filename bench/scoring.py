@@ -29,11 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import torch
-
-from pipeline.perturb import cap_masks, masked_sentence
-from pipeline.prompts import CAP_TEMPLATE, build_query, split_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "banking77"
@@ -71,6 +67,12 @@ def workload(tokenizer, *, n_sentences: int = N_SENTENCES) -> tuple[str, list[tu
     Returns:
         (prefix, [(suffix, target), ...]): 16 random masks + the single-word masks per sentence.
     """
+    # here, not at the top: bench/gpu_scoring.py borrows this module's timers on GPU machines without polars
+    import polars as pl
+
+    from pipeline.perturb import cap_masks, masked_sentence
+    from pipeline.prompts import CAP_TEMPLATE, build_query, split_prompt
+
     labels = (DATA / "labels.txt").read_text().split()
     frame = pl.read_parquet(DATA / "train.parquet").gather_every(10_003 // n_sentences).head(n_sentences)
     prefix, suffix_template = split_prompt(CAP_TEMPLATE, tokenizer=tokenizer, labels=labels)
@@ -90,9 +92,10 @@ def spread(n_total: int, n: int) -> np.ndarray:
 
 def vllm_worker(*, n_queries: int, rounds: int, out: Path) -> None:
     """In .venv-vllm: time both vllm modes on the spread subset; write {mode: {qps, scores}} as JSON to ``out``."""
+    from pipeline.params import VllmParams
     from pipeline.scoring.vllm_backend import VllmScorer
 
-    scorer = VllmScorer(model=MODEL, dtype="float32", batch_size=256)
+    scorer = VllmScorer(model=MODEL, batch_size=256, engine=VllmParams(dtype="float32"))
     prefix, queries = workload(scorer.tokenizer)
     subset = [queries[i] for i in spread(len(queries), n_queries)]
     results = {}

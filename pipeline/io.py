@@ -9,10 +9,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from pipeline.errors import ArtifactError
+
+if TYPE_CHECKING:  # imported where read: pipeline.models imports this module, and scoring needs no polars
+    import polars as pl
 
 
 @contextlib.contextmanager
@@ -72,6 +74,8 @@ def read_parquet(path: str | Path, *, schema: dict[str, pl.DataType]) -> pl.Data
     Raises:
         ArtifactError: the file is missing, not Parquet, or lacks a column / has a wrong dtype.
     """
+    import polars as pl
+
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: file not found (run the stage that produces it)")

@@ -107,6 +107,26 @@ class FewshotParams(_Section):
     full: bool = Field(True, description="also write the full-data setting")
 
 
+class VllmParams(_Section):
+    """The in-process ``vllm.LLM`` engine of ``scoring.backend: vllm``; the defaults are vLLM's own (its EngineArgs).
+
+    On a shared GPU lower ``gpu_memory_utilization``; on several GPUs of one host raise
+    ``tensor_parallel_size``; ``max_model_len`` caps the KV cache's context (Llama-3-8B: 8192).
+    """
+
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="share of each GPU's memory the engine may take (weights, activations, KV cache)"
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs the model is split over (tensor parallelism)")
+    max_model_len: int | None = Field(None, gt=0, description="context length in tokens; None = the model's own")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weights and activations; auto = the model config's (bfloat16 for Llama 3)"
+    )
+    enable_prefix_caching: bool = Field(
+        True, description="reuse the KV blocks of the shared prompt prefix across requests (next_token mode relies on it)"
+    )
+
+
 class ScoringParams(_Section):
     backend: Literal["transformers", "vllm", "openai"] = Field("transformers", description="LLM backend")
     model: str = Field(description="built-in name, local dir or hub id of the teacher LLM")
@@ -118,6 +138,7 @@ class ScoringParams(_Section):
         "next_token", description="vllm/openai backends: next_token (a request per target token, prefix-cached; "
         "faster) or prompt_logprobs (a request per query, whole prompt recomputed)"
     )
+    vllm: VllmParams = Field(VllmParams(), description="the vllm backend's engine settings")
     cap_template: PromptTemplate = Field(description="CAP prompt: instruction + {labels} + {sentence}")
     lime_template: PromptTemplate = Field(description="LIME prompt: {sentence} only")
 

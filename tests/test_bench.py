@@ -20,3 +20,12 @@ def test_gpu_scoring_bench_runs_on_cpu_and_its_baselines_agree():
         assert re.search(rf"^{re.escape(name)}\s+\d+\.\d\s+\d+\.\d%\s+\d+\.\dx\s+\d+\.\dx$", out, re.M), (name, out)
     gaps = re.search(r"max \|reuse - naive\| (\S+), max \|reuse - full\| (\S+) nats", out)
     assert gaps and max(float(gaps[1]), float(gaps[2].rstrip(","))) < 1e-4, out
+
+
+def test_the_stored_workload_ids_are_a_fresh_encoding_of_the_workload():
+    """bench/banking77_cap_ids.npz (what GPU machines without the tokenizer or data score) is what --write-ids writes."""
+    from bench.gpu_scoring import IDS_QUERIES, IDS_TOKENIZER, encoded_workload, load_ids
+
+    prefix_ids, encoded = load_ids()
+    assert len(encoded) == IDS_QUERIES and len(prefix_ids) > 300
+    assert (prefix_ids, encoded) == encoded_workload(IDS_TOKENIZER, n_queries=IDS_QUERIES)

@@ -28,7 +28,7 @@ from transformers import PreTrainedModel
 
 from pipeline.attribution import pad_baseline
 from pipeline.errors import ConfigError
-from pipeline.gradcam import hidden_and_pooled, text_grad_cam
+from pipeline.gradcam import hidden_and_pooled, sequence_head, text_grad_cam
 from pipeline.models import eval_mode
 from pipeline.objectives.base import Batch, ExtraModule, Objective, Phase, Task
 
@@ -267,7 +267,7 @@ class Align(Objective):
         if not warm_up:
             with eval_mode(model):
                 hidden, pooled = hidden_and_pooled(model, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-                saliency = text_grad_cam(hidden=hidden, scores=model.classifier(pooled), target=batch.labels,
+                saliency = text_grad_cam(hidden=hidden, scores=sequence_head(model).out(pooled), target=batch.labels,
                                          attention_mask=batch.attention_mask, real=real, create_graph=True)
             bce = alignment(saliency, mask.detach(), real=real)
             loss = loss + self.lambda3 * bce

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 
 from pipeline.errors import ConfigError
-from pipeline.gradcam import hidden_and_pooled, text_grad_cam
+from pipeline.gradcam import hidden_and_pooled, sequence_head, text_grad_cam
 from pipeline.models import eval_mode
 from pipeline.objectives.base import Batch, ExtraModule, Objective, Phase, Task
 
@@ -85,14 +85,15 @@ class Ex2l(Objective):
         phase: str, epoch: int,
     ) -> tuple[Tensor, dict[str, float]]:
         head, confounders, real = modules["confounder"], batch.columns[self.confounder], batch.word_index >= 0
+        classifier = sequence_head(model)  # BERT or RoBERTa: h_c takes the place of its last layer
         _, pooled = hidden_and_pooled(model, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-        ce_confounder = F.cross_entropy(head(model.dropout(pooled)).float(), confounders)
+        ce_confounder = F.cross_entropy(head(classifier.dropout(pooled)).float(), confounders)
         with eval_mode(model):
             hidden, pooled = hidden_and_pooled(model, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
             maps = [
                 text_grad_cam(hidden=hidden, scores=scores, target=target, attention_mask=batch.attention_mask, real=real,
                               create_graph=self.lam > 0)
-                for scores, target in ((model.classifier(pooled), batch.labels), (head(pooled), confounders))
+                for scores, target in ((classifier.out(pooled), batch.labels), (head(pooled), confounders))
             ]
         similarity = dice(*maps, mask=real).mean()
         loss = ce + self.mu * ce_confounder

@@ -32,7 +32,7 @@ from pipeline.errors import CapflowError, ConfigError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from pipeline.params import Params
+    from pipeline.params import Params, VllmParams
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +201,7 @@ def make_scorer(
     base_url: str | Sequence[str] | None = None,
     dtype: str | None = None,
     vllm_mode: VllmMode = "next_token",
+    vllm: VllmParams | None = None,
 ) -> Scorer:
     """Build the scorer for ``backend``.
 
@@ -214,9 +215,10 @@ def make_scorer(
         base_url: the server's root URL, e.g. "http://localhost:8000", or a list of replicas' roots
             (required by openai, else unused).
         dtype: "float32", "bfloat16" or "float16"; None = float32 on CPU, bfloat16 on CUDA
-            (transformers, vllm).
+            (transformers), ``vllm.dtype`` (vllm: given, it overrides that).
         vllm_mode: "next_token" (one request per target token, prefix-cached) or "prompt_logprobs"
             (one request per query, whole-prompt log-probabilities); vllm and openai only.
+        vllm: the vllm engine's settings (``scoring.vllm``); None = vLLM's defaults; vllm only.
 
     Raises:
         ConfigError: unknown backend, bad dtype (or vllm_mode, for vllm and openai), or no base_url for backend=openai.
@@ -233,18 +235,26 @@ def make_scorer(
 
         return TransformersScorer(model=model, device=device, batch_size=batch_size, dtype=dtype)
     if backend == "vllm":
+        from pipeline.params import VllmParams
         from pipeline.scoring.vllm_backend import VllmScorer
 
-        return VllmScorer(model=model, batch_size=batch_size, dtype=dtype, mode=vllm_mode)
+        engine = vllm or VllmParams()
+        if dtype is not None:
+            engine = engine.model_copy(update={"dtype": dtype})
+        return VllmScorer(model=model, batch_size=batch_size, mode=vllm_mode, engine=engine)
     from pipeline.scoring.openai_backend import OpenAIScorer
 
     return OpenAIScorer(model=model, base_url=base_url, batch_size=batch_size, mode=vllm_mode)
 
 
 def scorer_from_params(params: Params) -> Scorer:
-    """The teacher LLM that params.yaml names: ``scoring.{backend, model, batch_size, base_url, vllm_mode}`` on ``device``."""
+    """The teacher LLM that params.yaml names: ``scoring.{backend, model, batch_size, base_url, vllm_mode, vllm}``.
+
+    Args:
+        params: the validated parameters.
+    """
     from pipeline.models import resolve_device
 
     return make_scorer(backend=params.scoring.backend, model=params.scoring.model, device=resolve_device(params.device),
                        batch_size=params.scoring.batch_size, base_url=params.scoring.base_url,
-                       vllm_mode=params.scoring.vllm_mode)
+                       vllm_mode=params.scoring.vllm_mode, vllm=params.scoring.vllm)

