@@ -134,7 +134,9 @@ def alignment(saliency: Tensor, mask: Tensor, *, real: Tensor) -> Tensor:
         real: (B, T) bool.
     """
     eps = 1e-6
-    per_token = F.binary_cross_entropy(saliency.float().clamp(eps, 1 - eps), mask.float(), reduction="none")
+    s, m = saliency.float().clamp(eps, 1 - eps), mask.float()
+    # written out: F.binary_cross_entropy refuses to run under CUDA autocast (the bf16 training loop)
+    per_token = -(m * s.log() + (1 - m) * (1 - s).log())
     return ((per_token * real).sum(1) / real.sum(1).clamp(min=1)).mean()
 
 
