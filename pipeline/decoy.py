@@ -208,8 +208,10 @@ def decoy_words(params: Params, dataset: str) -> tuple[str, ...]:
 
 
 def strip_frame(frame: pl.DataFrame, decoys: Iterable[str]) -> pl.DataFrame:
-    """``frame`` with :func:`strip_decoys` applied to every text (other columns and the row order kept)."""
+    """``frame`` with :func:`strip_decoys` applied to every text (other columns and the row order kept; no decoys: ``frame``)."""
     decoys = tuple(decoys)
+    if not decoys:
+        return frame
     return frame.with_columns(pl.Series("text", [strip_decoys(text, decoys) for text in frame["text"]], dtype=pl.String))
 
 
