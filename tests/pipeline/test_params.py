@@ -164,7 +164,8 @@ def _decoy(raw: dict) -> dict:
     (lambda raw: raw["experiment"].update(datasets=[DECOY], prior_datasets=[DECOY]),
      f"experiment.datasets: has '{DECOY}' but not its decoy ceiling 'banking77_mini'"),
     (lambda raw: _decoy(raw)["decoy"].update(rate=0), f"data.datasets.{DECOY}.decoy.rate: Input should be greater than 0"),
-    (lambda raw: _decoy(raw)["decoy"].update(rate=1.5), f"data.datasets.{DECOY}.decoy.rate: Input should be less than or equal to 1"),
+    (lambda raw: _decoy(raw)["decoy"].update(rate=1.5),
+     f"data.datasets.{DECOY}.decoy.rate: Input should be less than or equal to 1"),
     (lambda raw: _decoy(raw)["decoy"].update(wrods={}), f"unknown key 'data.datasets.{DECOY}.decoy.wrods'"),
 ])
 def test_decoy_params_are_checked_in_one_line_naming_the_key(edit, message):

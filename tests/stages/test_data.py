@@ -176,7 +176,8 @@ def test_a_decoy_dataset_and_its_ceiling_twin_draw_the_same_k_shot_sentences(wor
     for name in (DECOY, "banking77_mini"):
         data.main(name)
         fewshot.main(name)
-    decoyed, clean = (pl.read_parquet(workdir / "data" / "fewshot" / name / "k5-seed0.parquet") for name in (DECOY, "banking77_mini"))
+    decoyed, clean = (pl.read_parquet(workdir / "data" / "fewshot" / name / "k5-seed0.parquet")
+                      for name in (DECOY, "banking77_mini"))
     assert decoyed.select("id", "label").equals(clean.select("id", "label")) and len(clean) == 25
     assert (decoyed["text"] != clean["text"]).all()
 
