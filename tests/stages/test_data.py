@@ -51,7 +51,11 @@ def test_mirror_from_environment(workdir, shared_data, monkeypatch):
 
 
 def test_a_test_split_smaller_than_the_profile_asks_for_is_refused(workdir):
-    edit_params(workdir, lambda raw: raw["data"]["datasets"]["banking77_mini"].update(max_test_per_label=10, min_test=200))
+    def smaller_test(raw: dict) -> None:
+        for name in ("banking77_mini", "banking77_mini_decoy"):  # a decoy ceiling twin keeps the decoy dataset's slicing
+            raw["data"]["datasets"][name].update(max_test_per_label=10, min_test=200)
+
+    edit_params(workdir, smaller_test)
     result = subprocess.run([sys.executable, "-m", "stages.data", "banking77_mini"], capture_output=True, text=True,
                             env=os.environ | {"PYTHONPATH": str(REPO)})
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
