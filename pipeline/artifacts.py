@@ -10,7 +10,7 @@ import polars as pl
 
 from pipeline.io import read_parquet
 
-DATASETS = Path("data/datasets")  # <dataset>/{train,validation,test}.parquet
+DATASETS = Path("data/datasets")  # <dataset>/{train,validation,test}.parquet (+ test_<variant>.parquet: decoys)
 FEWSHOT = Path("data/fewshot")  # <dataset>/<setting>.parquet
 SCORES = Path("data/scores")  # <dataset>/<setting>.parquet (+ .stats.json)
 SCORE_CACHE = Path("data/cache/scores")  # content-addressed LLM scores, kept across reruns
@@ -81,6 +81,16 @@ def adversarial_metrics_file(dataset: str, setting: str) -> Path:
 def dataset_split_file(dataset: str, split: str) -> Path:
     """One split (train, validation or test) of a prepared dataset."""
     return DATASETS / dataset / f"{split}.parquet"
+
+
+def decoy_test_split(variant: str) -> str:
+    """The split name of a decoy benchmark's test copy (``pipeline.decoy.TEST_VARIANTS``): test_matched, ..."""
+    return f"test_{variant}"
+
+
+def decoy_test_file(dataset: str, variant: str) -> Path:
+    """A decoy benchmark's test copy with the decoy ``variant`` planted, beside the clean test split."""
+    return dataset_split_file(dataset, decoy_test_split(variant))
 
 
 def fewshot_file(dataset: str, setting: str) -> Path:

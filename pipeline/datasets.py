@@ -275,17 +275,27 @@ def build_dataset(params: Params, name: str) -> dict[str, pl.DataFrame]:
         name: a key of ``data.datasets``.
 
     Returns:
-        split name (train, validation, test) -> frame with columns id, text, label.
+        split name (train, validation, test) -> frame with columns id, text, label; for a dataset with
+        ``decoy``, train and validation carry the decoys and the test copies are added
+        (``pipeline.decoy.decoy_splits``).
 
     Raises:
         ConfigError: ``name`` is not configured.
     """
     if name not in params.data.datasets:
         raise ConfigError(f"dataset {name!r} is not in data.datasets ({', '.join(params.data.datasets)})")
-    return prepare_dataset(
+    config = params.data.datasets[name]
+    splits = prepare_dataset(
         name,
-        params.data.datasets[name],
+        config,
         mirror=mirror_dir(params),
         validation_fraction=params.data.validation_fraction,
         split_seed=params.data.split_seed,
     )
+    if config.decoy is None:
+        return splits
+    # imported here: only a decoy dataset needs the student's tokenizer (transformers)
+    from pipeline.decoy import decoy_splits
+    from pipeline.models import load_tokenizer
+
+    return decoy_splits(name, splits, config.decoy, tokenizer=load_tokenizer(params.student.model))

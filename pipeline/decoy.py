@@ -21,12 +21,17 @@ case-insensitively, as whole words) and must survive the student's tokenizer as 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
+from pipeline.artifacts import decoy_test_split
 from pipeline.errors import ConfigError, DataError
 from pipeline.perturb import sentence_rng
+
+if TYPE_CHECKING:
+    from pipeline.params import DecoyParams, Params
 
 TEST_VARIANTS = ("matched", "randomised", "swapped")
 
@@ -194,3 +199,50 @@ def decoy_mass(attributions: Sequence[np.ndarray], positions: np.ndarray) -> flo
         total = np.abs(scores).sum()
         shares.append(abs(scores[position]) / total if total > 0 else 0.0)
     return float(np.mean(shares)) if shares else float("nan")
+
+
+def decoy_words(params: Params, dataset: str) -> tuple[str, ...]:
+    """The decoy words of ``dataset`` (``data.datasets.<dataset>.decoy.words``), empty for a dataset without decoys."""
+    config = params.data.datasets[dataset].decoy
+    return tuple(config.words.values()) if config is not None else ()
+
+
+def strip_frame(frame: pl.DataFrame, decoys: Iterable[str]) -> pl.DataFrame:
+    """``frame`` with :func:`strip_decoys` applied to every text (other columns and the row order kept; no decoys: ``frame``)."""
+    decoys = tuple(decoys)
+    if not decoys:
+        return frame
+    return frame.with_columns(pl.Series("text", [strip_decoys(text, decoys) for text in frame["text"]], dtype=pl.String))
+
+
+def decoy_splits(name: str, splits: Mapping[str, pl.DataFrame], decoy: DecoyParams, *, tokenizer,
+                 ) -> dict[str, pl.DataFrame]:
+    """A dataset's splits made a decoy benchmark: checked, then decoyed train and validation, the clean test and its copies.
+
+    Every check runs before any decoy is planted: the words cover the labels (one distinct word each),
+    none occurs in any split, and the student's tokenizer sees each as its own word.
+
+    Args:
+        name: the dataset (named in errors, as ``data.datasets.<name>.decoy.words``).
+        splits: its sliced train, validation and test frames (id, text, label, ...).
+        decoy: ``data.datasets.<name>.decoy``.
+        tokenizer: the student's tokenizer (``student.model``).
+
+    Returns:
+        train and validation with one decoy each (variant ``train``), test unchanged, and
+        ``decoy_test_split(v)`` for every ``TEST_VARIANTS`` v.
+
+    Raises:
+        ConfigError: the words do not cover the labels or do not survive the tokenizer.
+        DataError: a word occurs in the data (names the split and the row).
+    """
+    where = f"data.datasets.{name}.decoy.words"
+    labels = sorted(set(splits["train"]["label"]))  # the students' class order (pipeline.artifacts.label_names)
+    check_decoy_words(decoy.words, labels=labels, where=where)
+    check_decoys_absent(decoy.words, splits, where=where)
+    check_decoys_tokenised(decoy.words, tokenizer, where=where)
+    planted = {split: insert_decoys(splits[split], decoy.words, labels=labels, rate=decoy.rate, seed=decoy.seed)
+               for split in ("train", "validation")}
+    copies = {decoy_test_split(variant): insert_decoys(splits["test"], decoy.words, labels=labels, rate=decoy.rate,
+                                                       seed=decoy.seed, variant=variant) for variant in TEST_VARIANTS}
+    return {**splits, **planted, **copies}

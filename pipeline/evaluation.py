@@ -8,22 +8,35 @@ the top words by the student's own Integrated Gradients toward its predicted lab
 ``average_group_accuracy`` / ``worst_group_accuracy`` (over label x group cells of the test split),
 and per target dataset ``accuracy@<target>``, ``transfer_gap@<target>`` (accuracy - accuracy@target)
 and the faithfulness keys ``...@<target>``.
+On a decoy benchmark (``pipeline.decoy``): ``decoy_matched_accuracy`` and ``decoy_randomised_accuracy``
+(the test copies with the true label's / a random label's decoy), ``decoy_flip_rate`` (the percent of
+test sentences whose prediction changes from the matched to the swapped copy) and ``decoy_mass`` (a
+share in [0, 1], not percent: the mean share of |IG| on the decoy word, accurate IG with
+``evaluation.decoy_ig_steps`` toward the predicted label, on ``evaluation.decoy_sentences`` sentences
+of the randomised copy in a fixed, id-seeded order). For a student trained with a prior:
+``prior_cosine`` and ``prior_spearman`` (in [-1, 1]): per training sentence, the cosine and Spearman
+rho between the student's accurate |IG| toward the gold label and the prior it was given, averaged.
 ``adversarial_accuracy``'s: adv_add_accuracy, adv_replace_accuracy, adv_accuracy (both attacked sets
 together; the true label is unchanged by the attacks).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import polars as pl
 import torch
+from scipy.stats import spearmanr
 
 from pipeline.artifacts import ATTACKS
 from pipeline.attribution import gradient_x_input_words
+from pipeline.decoy import decoy_mass, decoy_positions
 from pipeline.eraser import faithfulness
-from pipeline.errors import ConfigError
+from pipeline.errors import ArtifactError, ConfigError
 from pipeline.groups import group_accuracy
 from pipeline.params import EvaluationParams
+from pipeline.perturb import sentence_rng
 from pipeline.predict import predict_proba
 from pipeline.priors.ig import ig_prior
 
@@ -59,8 +72,105 @@ def rationale_scores(model, tokenizer, sentences: list[list[str]], *, labels: np
                                   max_length=max_length)
 
 
+def accurate_ig(model, tokenizer, sentences: list[list[str]], *, labels: np.ndarray, params: EvaluationParams,
+                max_length: int) -> list[np.ndarray]:
+    """Word-level IG toward ``labels`` with ``evaluation.decoy_ig_steps`` (the accurate attribution of the alignment checks)."""
+    return ig_prior(model, tokenizer, sentences=sentences, labels=torch.from_numpy(np.asarray(labels)),
+                    steps=params.decoy_ig_steps, internal_batch_size=params.batch_size, batch_size=params.batch_size,
+                    max_length=max_length)
+
+
+def decoy_metrics(model, tokenizer, copies: dict[str, pl.DataFrame], *, decoys: Sequence[str],
+                  predict: Callable[[list[str]], np.ndarray], params: EvaluationParams, max_length: int) -> dict[str, float]:
+    """The decoy benchmark's keys (module docstring) on its test copies.
+
+    Args:
+        model: the trained classifier (its config maps label names to ids).
+        tokenizer: its fast tokenizer.
+        copies: ``pipeline.decoy.TEST_VARIANTS`` -> the test copy (id, text, label), rows in the clean test's order.
+        decoys: the dataset's decoy words.
+        predict: texts -> probabilities (the evaluation's cache: each distinct text is predicted once).
+        params: ``evaluation`` (decoy_ig_steps, decoy_sentences, batch size).
+        max_length: tokens per sentence.
+
+    Returns:
+        decoy_matched_accuracy, decoy_randomised_accuracy, decoy_flip_rate (percent), decoy_mass (share).
+
+    Raises:
+        ArtifactError: the copies hold other sentences than each other.
+    """
+    ids = copies["matched"]["id"].to_list()
+    for variant, frame in copies.items():
+        if frame["id"].to_list() != ids:
+            raise ArtifactError(f"decoy test copy {variant!r} holds other sentences than 'matched'; rerun the data stage")
+    predicted = {variant: predict(frame["text"].to_list()) for variant, frame in copies.items()}
+    flips = predicted["matched"].argmax(axis=1) != predicted["swapped"].argmax(axis=1)
+    # a fixed sample, independent of the file's order (often grouped by label)
+    randomised = copies["randomised"].with_columns(
+        pl.Series("_order", [sentence_rng(seed=0, sentence_id=f"{i}/decoy-mass").uniform() for i in ids])
+    ).with_row_index("_row").sort("_order").head(params.decoy_sentences)
+    sentences = [text.split() for text in randomised["text"]]
+    labels = predicted["randomised"][randomised["_row"].to_numpy()].argmax(axis=1)
+    scores = accurate_ig(model, tokenizer, sentences, labels=labels, params=params, max_length=max_length)
+    return {
+        "decoy_matched_accuracy": _accuracy(model, copies["matched"], predicted["matched"]),
+        "decoy_randomised_accuracy": _accuracy(model, copies["randomised"], predicted["randomised"]),
+        "decoy_flip_rate": 100.0 * float(flips.mean()),
+        "decoy_mass": decoy_mass(scores, decoy_positions(sentences, decoys)),
+    }
+
+
+def prior_alignment(model, tokenizer, *, sentences: pl.DataFrame, prior: pl.DataFrame, params: EvaluationParams,
+                    max_length: int) -> dict[str, float]:
+    """How close a student's accurate attribution is to the prior it was trained with, on its training sentences.
+
+    Per sentence: the student's |IG| (``evaluation.decoy_ig_steps`` steps, toward the gold label) against
+    the prior's scores, by cosine (left out where either is all zero) and Spearman rho (left out where
+    either is constant or the sentence has one word, as ``pipeline.diagnostics.prior_agreement``); then
+    the mean over sentences.
+
+    Args:
+        model: the trained classifier (its config maps label names to ids).
+        tokenizer: its fast tokenizer.
+        sentences: the setting's training sentences (id, text, label).
+        prior: the prior it read (id, words, scores: the fused file of its combination).
+        params: ``evaluation`` (decoy_ig_steps, batch size).
+        max_length: tokens per sentence.
+
+    Returns:
+        prior_cosine and prior_spearman; a key is left out when no sentence defines it (e.g. Spearman
+        against a uniform prior).
+
+    Raises:
+        ArtifactError: a training sentence has no prior or another number of words (names the id).
+    """
+    scores = dict(zip(prior["id"], prior["scores"]))
+    targets = []
+    for sentence_id, text in zip(sentences["id"], sentences["text"]):
+        if sentence_id not in scores or len(scores[sentence_id]) != len(text.split()):
+            raise ArtifactError(f"the prior has no scores of matching length for training sentence {sentence_id!r}; "
+                                f"rerun the prior stages")
+        targets.append(np.asarray(scores[sentence_id], dtype=np.float64))
+    index = model.config.label2id
+    attributions = accurate_ig(model, tokenizer, [text.split() for text in sentences["text"]],
+                               labels=np.array([index[label] for label in sentences["label"]]), params=params,
+                               max_length=max_length)
+    cosines, rhos = [], []
+    for attribution, target in zip(attributions, targets):
+        attribution = np.abs(attribution)
+        norms = np.linalg.norm(attribution) * np.linalg.norm(target)
+        if norms > 0:
+            cosines.append(float(attribution @ target / norms))
+        if len(target) >= 2 and np.ptp(attribution) > 0 and np.ptp(target) > 0:
+            rhos.append(float(spearmanr(attribution, target).statistic))
+    return ({"prior_cosine": float(np.mean(cosines))} if cosines else {}) | (
+        {"prior_spearman": float(np.mean(rhos))} if rhos else {})
+
+
 def evaluate_student(model, tokenizer, *, test: pl.DataFrame, validation: pl.DataFrame, params: EvaluationParams,
-                     max_length: int, device: str, targets: dict[str, pl.DataFrame] | None = None) -> dict[str, float]:
+                     max_length: int, device: str, targets: dict[str, pl.DataFrame] | None = None,
+                     decoy_copies: dict[str, pl.DataFrame] | None = None, decoys: Sequence[str] = (),
+                     trained_on: pl.DataFrame | None = None, prior: pl.DataFrame | None = None) -> dict[str, float]:
     """Accuracy and faithfulness of a trained student, its validation accuracy (for tuning), and what params ask for.
 
     Args:
@@ -72,6 +182,9 @@ def evaluate_student(model, tokenizer, *, test: pl.DataFrame, validation: pl.Dat
         max_length: tokens per sentence.
         device: where the model runs.
         targets: ``params.targets`` -> their test splits.
+        decoy_copies: on a decoy benchmark, its test copies (``decoy_metrics``); ``decoys``: its decoy words.
+        trained_on, prior: for a student trained with a prior, its training sentences and that prior
+            (``prior_alignment``).
 
     Returns:
         the keys of the module docstring, in percent.
@@ -121,6 +234,13 @@ def evaluate_student(model, tokenizer, *, test: pl.DataFrame, validation: pl.Dat
         accuracy = _accuracy(model, frame, target_probabilities)
         metrics |= {f"accuracy@{name}": accuracy, f"transfer_gap@{name}": metrics["accuracy"] - accuracy,
                     **faithful(frame, target_probabilities, at=f"@{name}")}
+    if decoy_copies is not None:
+        metrics |= decoy_metrics(model, tokenizer, decoy_copies, decoys=decoys, predict=predict, params=params,
+                                 max_length=max_length)
+    if prior is not None:
+        if trained_on is None:
+            raise ValueError("evaluate_student: a prior's alignment needs the sentences the student was trained on")
+        metrics |= prior_alignment(model, tokenizer, sentences=trained_on, prior=prior, params=params, max_length=max_length)
     return metrics
 
 

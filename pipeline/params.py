@@ -42,6 +42,27 @@ class SpuriousParams(_Section):
     seed: int = Field(0, description="seed of both draws")
 
 
+class DecoyParams(_Section):
+    """The decoy benchmark (``pipeline.decoy``): one planted, label-indicating nonce word per training and
+    validation sentence; the test split stays clean, with matched, randomised and swapped copies beside it."""
+
+    words: dict[str, str] = Field(min_length=2, description="label -> its decoy word (a nonce word, absent from the data)")
+    rate: float = Field(
+        1.0, gt=0, le=1, description="probability that a train/validation sentence carries its own label's decoy, "
+        "else another label's"
+    )
+    seed: int = Field(0, description="seed of the insertion positions and drawn labels (per sentence id)")
+    ceiling: str | None = Field(
+        None, description="a twin dataset in data.datasets (same path, labels and slicing, no decoy): its baseline "
+        "is the no-decoy ceiling of the report's positive controls"
+    )
+
+
+# what a decoy dataset and its ceiling twin must share, so they hold the same sentence ids and labels
+DECOY_TWIN_FIELDS = ("hub", "labels", "max_test_per_label", "max_validation_per_label", "max_words", "columns",
+                     "spurious")
+
+
 class DatasetParams(_Section):
     """One dataset: a folder under the mirror (or ``path``), or the Hugging Face hub."""
 
@@ -64,6 +85,9 @@ class DatasetParams(_Section):
     spurious: SpuriousParams | None = Field(
         None, description="draw a spurious-correlation train subset and a balanced test set; validation is then "
         "drawn from that subset (by label x group), never the source's"
+    )
+    decoy: DecoyParams | None = Field(
+        None, description="make this dataset a decoy benchmark (a positive control; pipeline/decoy.py)"
     )
 
     @field_validator("columns")
@@ -270,6 +294,11 @@ class AdversarialParams(_Section):
 
 class EvaluationParams(_Section):
     ig_steps: int = Field(20, gt=1, description="IG steps of the rationale attribution (captum needs 2 or more)")
+    decoy_ig_steps: int = Field(
+        32, gt=1, description="IG steps of the accurate attributions: decoy mass, and a prior-trained student's "
+        "alignment to its prior (prior_cosine, prior_spearman)"
+    )
+    decoy_sentences: int = Field(100, gt=0, description="randomised-test sentences the decoy mass is measured on")
     fractions: list[Annotated[float, Field(gt=0, le=1)]] = [0.01, 0.05, 0.10, 0.20, 0.50]
     batch_size: int = Field(64, gt=0)
     heatmap_sentences: int = Field(4, gt=0, description="test sentences drawn in reports/heatmaps (one per label)")
@@ -317,6 +346,12 @@ class Params(_Section):
         for name in self.experiment.datasets:
             if name not in self.data.datasets:
                 raise ValueError(f"experiment.datasets: {name!r} is not in data.datasets ({', '.join(self.data.datasets)})")
+        for name, dataset in self.data.datasets.items():
+            _check_ceiling(name, dataset, self.data.datasets)
+            ceiling = dataset.decoy.ceiling if dataset.decoy is not None else None
+            if ceiling is not None and name in self.experiment.datasets and ceiling not in self.experiment.datasets:
+                raise ValueError(f"experiment.datasets: has {name!r} but not its decoy ceiling {ceiling!r} "
+                                 f"(add it, or drop data.datasets.{name}.decoy.ceiling)")
         for name in self.evaluation.targets:
             if name not in self.data.datasets:
                 raise ValueError(f"evaluation.targets: {name!r} is not in data.datasets ({', '.join(self.data.datasets)})")
@@ -348,6 +383,24 @@ class Params(_Section):
                 f"priors.ig.teacher_seed: {self.priors.ig.teacher_seed} is not in student.seeds {self.student.seeds}"
             )
         return self
+
+
+def _check_ceiling(name: str, dataset: DatasetParams, datasets: dict[str, DatasetParams]) -> None:
+    """Refuse a decoy ceiling that is not a decoy-free twin of ``name`` (ValueError naming the key)."""
+    if dataset.decoy is None or dataset.decoy.ceiling is None:
+        return
+    key = f"data.datasets.{name}.decoy.ceiling"
+    twin = datasets.get(dataset.decoy.ceiling)
+    if twin is None:
+        raise ValueError(f"{key}: {dataset.decoy.ceiling!r} is not in data.datasets ({', '.join(datasets)})")
+    if twin.decoy is not None:
+        raise ValueError(f"{key}: {dataset.decoy.ceiling!r} has a decoy itself; the ceiling is trained without one")
+    # a path defaults to the dataset's name, so compare where each reads from
+    differ = ["path"] * ((twin.path or dataset.decoy.ceiling) != (dataset.path or name))
+    differ += [field for field in DECOY_TWIN_FIELDS if getattr(twin, field) != getattr(dataset, field)]
+    if differ:
+        raise ValueError(f"{key}: {dataset.decoy.ceiling!r} differs from {name!r} in {differ[0]} "
+                         f"(a ceiling twin has the same data and slicing, without the decoy)")
 
 
 def setting_names(fewshot: FewshotParams) -> list[str]:

@@ -51,6 +51,14 @@ PAPER = {
     ("k5", "clinc150"): {"baseline": (87.99, 71.70), CAP_HYBRID: (89.69, 74.70)},
     ("full", "banking77"): {"baseline": (92.63, 70.29), CAP_HYBRID: (93.51, 84.97)},
 }
+# the decoy benchmark's columns (pipeline.evaluation): accuracies and flip rate in %, decoy mass a share, cosine in [-1, 1]
+DECOY_KEYS = ("decoy_matched_accuracy", "decoy_randomised_accuracy", "decoy_flip_rate", "decoy_mass")
+PRIOR_KEYS = ("prior_cosine", "prior_spearman")  # a prior student's accurate IG against its prior
+CONTROL_COLUMNS = {"accuracy": "Clean", "decoy_matched_accuracy": "Matched", "decoy_randomised_accuracy": "Randomised",
+                   "decoy_flip_rate": "Flip rate", "decoy_mass": "Decoy mass", "prior_cosine": "Prior cos"}
+# the positive controls' rows first: the known answer, the controls, then the LLM's priors
+CONTROL_ORDER = ["baseline", *(model_name(CAP_FAMILY, prior) for prior in
+                               ("decoy_truth", "oracle", "random", "cap", "lime", "ig", "cap+ig+lime"))]
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 WILCOXON_MIN_PAIRS = 6  # below 6 non-zero pairs the exact two-sided p is never < 0.05
@@ -221,7 +229,9 @@ def further_metrics(frame: pl.DataFrame) -> str:
         Mean ± sd tables and paired comparisons with the baseline, like the main ones (empty string
         when there are no further metrics).
     """
-    keys = [key for key in frame.columns if key not in _SCHEMA and frame[key].drop_nulls().len() > 0]
+    # the decoy and alignment keys have their own sections (positive_controls, prior_alignment)
+    keys = [key for key in frame.columns if key not in _SCHEMA and key not in DECOY_KEYS + PRIOR_KEYS
+            and frame[key].drop_nulls().len() > 0]
     if not keys:
         return ""
     metrics = {key: _metric_label(key) for key in keys}
@@ -229,6 +239,131 @@ def further_metrics(frame: pl.DataFrame) -> str:
         results_table(frame, metrics=metrics, title="Further metrics"),
         paired_tests(frame, metrics=metrics, title="Further metrics: paired comparison with the baseline"),
     ])
+
+
+def positive_controls(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> str:
+    """The decoy benchmarks: does a prior make the student ignore a planted shortcut?
+
+    One pair of tables per (setting group, decoy dataset): mean ± sd of the clean, matched and randomised
+    accuracy, the decoy-swap flip rate, the decoy mass and the alignment to the prior, with the ceiling
+    (the baseline of the decoy-free twin, clean accuracy only); then each row's paired difference to the
+    baseline with its bootstrap 95% CI (``_paired_cell``), the ceiling's paired by replicate too.
+
+    Args:
+        frame: the output of ``collect``.
+        ceilings: decoy dataset -> its ceiling twin (``data.datasets.<name>.decoy.ceiling``).
+
+    Returns:
+        A Markdown section (empty string when no decoy benchmark was evaluated).
+    """
+    if "decoy_randomised_accuracy" not in frame.columns:
+        return ""
+    decoyed = frame.filter(pl.col("decoy_randomised_accuracy").is_not_null())
+    if decoyed.is_empty():
+        return ""
+    columns = {key: label for key, label in CONTROL_COLUMNS.items() if key in frame.columns}
+    compared = {key: label for key, label in columns.items() if key not in PRIOR_KEYS}  # the baseline has no prior
+    lines = [
+        "## Positive controls",
+        "",
+        "Decoy benchmarks (`pipeline/decoy.py`): every training and validation sentence carries a nonce word that "
+        "names its label; the test is clean (Clean), or carries the true label's decoy (Matched) or a random "
+        "label's (Randomised). A student that ignores the decoy keeps its clean accuracy on the randomised test; "
+        "one that follows it falls towards chance. Flip rate: % of test sentences whose prediction changes when "
+        "the decoy is swapped for another label's. Decoy mass: mean share of |IG| on the decoy (accurate IG "
+        "toward the prediction, randomised test), a share in [0, 1], reported beside the accuracies, never "
+        "instead of them. Prior cos: cosine between a prior student's accurate |IG| and its prior on its "
+        "training sentences. Ceiling: the baseline of the same data without decoys (clean accuracy).",
+        "",
+    ]
+    order = CONTROL_ORDER + [m for m in METHODS if m not in CONTROL_ORDER]
+    for group, sub in _groups(decoyed):
+        for dataset in _ordered(sub["dataset"], DATASETS):
+            runs = sub.filter(pl.col("dataset") == dataset)
+            ceiling = frame.filter((pl.col("setting_group") == group) & (pl.col("dataset") == ceilings.get(dataset, ""))
+                                   & (pl.col("method") == "baseline"))
+            methods = _ordered(runs["method"], order)
+            lines += [f"### Setting `{group}`, {_name(dataset, DATASETS)}", "",
+                      "Mean ± sd (ddof=1) over replicates.", "",
+                      _markdown_row(["Method", "n", *columns.values()]),
+                      _markdown_row(["---"] + ["---:"] * (len(columns) + 1))]
+            for method in methods:
+                run = runs.filter(pl.col("method") == method)
+                lines.append(_markdown_row([display_name(method), str(len(run)),
+                                            *(_mean_sd_or_dash(run[key]) for key in columns)]))
+            if not ceiling.is_empty():
+                lines.append(_markdown_row([f"Ceiling ({ceilings[dataset]}, no decoy)", str(len(ceiling)),
+                                            _mean_sd(ceiling["accuracy"].to_list()), *["–"] * (len(columns) - 1)]))
+            baseline = runs.filter(pl.col("method") == "baseline")
+            lines += ["", "Paired difference to the baseline (row − baseline, bootstrap 95% CI, `*`: excludes 0), "
+                      "n pairs matched by data seed and training seed.", "",
+                      _markdown_row(["Method", "n pairs", *compared.values()]),
+                      _markdown_row(["---"] + ["---:"] * (len(compared) + 1))]
+            others = [(display_name(m), runs.filter(pl.col("method") == m), compared) for m in methods if m != "baseline"]
+            if not ceiling.is_empty():
+                others.append((f"Ceiling ({ceilings[dataset]}, no decoy)", ceiling, {"accuracy": "Clean"}))
+            for name, run, keys in others:
+                pairs = run.join(baseline, on="replicate", suffix="_baseline")
+                cells = [("n/a" if len(pairs) < 2 else _paired_cell((pairs[k] - pairs[f"{k}_baseline"]).to_numpy()))
+                         if k in keys else "–" for k in compared]
+                lines.append(_markdown_row([name, str(len(pairs)), *cells]))
+            lines.append("")
+    return "\n".join(lines)
+
+
+def prior_alignment(frame: pl.DataFrame) -> str:
+    """How close each prior student's accurate attribution came to its prior (``PRIOR_KEYS``), mean ± sd.
+
+    Args:
+        frame: the output of ``collect``.
+
+    Returns:
+        A Markdown section, one table per setting group (empty string when no student had a prior).
+    """
+    present = [key for key in PRIOR_KEYS if key in frame.columns]
+    aligned = frame.filter(pl.any_horizontal(pl.col(present).is_not_null())) if present else frame.clear()
+    if aligned.is_empty():
+        return ""
+    lines = ["## Alignment of prior students to their priors", "",
+             "Per training sentence, the cosine and Spearman ρ between the student's accurate |IG| (toward the gold "
+             "label, `evaluation.decoy_ig_steps` steps) and the prior it was trained with, averaged; mean ± sd over "
+             "replicates. A loss that changes attributions moves these towards 1.", ""]
+    for group, sub in _groups(aligned):
+        lines += [f"### Setting `{group}`", "", _markdown_row(["Dataset", "Method", "n", "cos", "ρ"]),
+                  _markdown_row(["---", "---", "---:", "---:", "---:"])]
+        for dataset in _ordered(sub["dataset"], DATASETS):
+            runs = sub.filter(pl.col("dataset") == dataset)
+            for method in _ordered(runs["method"], METHODS):
+                run = runs.filter(pl.col("method") == method)
+                lines.append(_markdown_row([_name(dataset, DATASETS), display_name(method), str(len(run)),
+                                            *(_mean_sd_or_dash(run[key]) if key in run.columns else "–" for key in PRIOR_KEYS)]))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def positive_controls_plot(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> pl.DataFrame:
+    """The DVC plot data of the positive controls: randomised accuracy (mean) by row, and each ceiling's clean accuracy.
+
+    Returns:
+        setting, dataset, method (display name), randomised_accuracy; no rows without a decoy benchmark.
+    """
+    schema = {"setting": pl.String, "dataset": pl.String, "method": pl.String, "randomised_accuracy": pl.Float64}
+    if "decoy_randomised_accuracy" not in frame.columns:
+        return pl.DataFrame(schema=schema)
+    order = CONTROL_ORDER + [m for m in METHODS if m not in CONTROL_ORDER]
+    decoyed = frame.filter(pl.col("decoy_randomised_accuracy").is_not_null())
+    rows = []
+    for group, sub in _groups(decoyed):
+        for dataset in _ordered(sub["dataset"], DATASETS):
+            runs = sub.filter(pl.col("dataset") == dataset)
+            rows += [(group, _name(dataset, DATASETS), display_name(method),
+                      float(runs.filter(pl.col("method") == method)["decoy_randomised_accuracy"].mean()))
+                     for method in _ordered(runs["method"], order)]
+            ceiling = frame.filter((pl.col("setting_group") == group) & (pl.col("dataset") == ceilings.get(dataset, ""))
+                                   & (pl.col("method") == "baseline"))["accuracy"]
+            if ceiling.len():
+                rows.append((group, _name(dataset, DATASETS), "Ceiling (no decoy, clean)", float(ceiling.mean())))
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def _metric_label(key: str) -> str:
@@ -354,12 +489,14 @@ def paper_comparison(frame: pl.DataFrame) -> str:
     return "\n".join(lines + missing + [""])
 
 
-def write_report(*, metrics_dir: Path, out: Path) -> Path:
-    """Write ``out/results.md`` and the DVC plots file ``out/accuracy_by_method.csv``, atomically.
+def write_report(*, metrics_dir: Path, out: Path, ceilings: dict[str, str] | None = None) -> Path:
+    """Write ``out/results.md`` and the DVC plots files ``out/accuracy_by_method.csv`` and
+    ``out/positive_controls.csv`` (``positive_controls_plot``), atomically.
 
     Args:
         metrics_dir: the directory read by ``collect``.
         out: the report directory (created if missing).
+        ceilings: decoy dataset -> its ceiling twin (``positive_controls``).
 
     Returns:
         the path of results.md.
@@ -377,6 +514,8 @@ def write_report(*, metrics_dir: Path, out: Path) -> Path:
             results_table(frame),
             paired_tests(frame),
             further_metrics(frame),
+            positive_controls(frame, ceilings=ceilings or {}),
+            prior_alignment(frame),
             teacher_diagnostics(collect_diagnostics(metrics_dir)),
             paper_comparison(frame),
         ]
@@ -394,6 +533,8 @@ def write_report(*, metrics_dir: Path, out: Path) -> Path:
     )
     with atomic_write(out / "accuracy_by_method.csv") as tmp:
         accuracy.write_csv(tmp, float_precision=4)
+    with atomic_write(out / "positive_controls.csv") as tmp:
+        positive_controls_plot(frame, ceilings=ceilings or {}).write_csv(tmp, float_precision=4)
     return results
 
 
@@ -481,6 +622,11 @@ def _markdown_row(cells: list[str]) -> str:
 def _mean_sd(values: list[float]) -> str:
     mean = float(np.mean(values))
     return f"{mean:.2f} ± –" if len(values) == 1 else f"{mean:.2f} ± {float(np.std(values, ddof=1)):.2f}"
+
+
+def _mean_sd_or_dash(values: pl.Series) -> str:
+    present = values.drop_nulls().to_list()
+    return _mean_sd(present) if present else "–"
 
 
 def _mean_sd_or_missing(runs: pl.DataFrame, metric: str) -> str:

@@ -1,4 +1,8 @@
-"""Stage 1a: resolve, validate and write one dataset as data/datasets/<name>/{train,validation,test}.parquet."""
+"""Stage 1a: resolve, validate and write one dataset as data/datasets/<name>/{train,validation,test}.parquet.
+
+A decoy benchmark (``data.datasets.<name>.decoy``) gets its decoys planted in train and validation, and
+test_{matched,randomised,swapped}.parquet beside the clean test split (``pipeline.decoy``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pipeline.params import load_params
 
 
 def main(dataset: str) -> None:
-    """Write data/datasets/<dataset>/{train,validation,test}.parquet."""
+    """Write data/datasets/<dataset>/{train,validation,test}.parquet (and a decoy benchmark's test copies)."""
     splits = build_dataset(load_params(), dataset)  # everything validated before the first write
     for split, frame in splits.items():
         write_parquet(frame, dataset_split_file(dataset, split))

@@ -4,12 +4,14 @@ Writes models/<dataset>/oracle-teacher-seed<S>/.
 
 The pool is every train row outside validation (what ``fewshot.full`` writes as ``full``); the
 student's settings are ``student.*`` but for ``priors.oracle.{epochs, batch_size}``, its seed
-``priors.ig.teacher_seed``.
+``priors.ig.teacher_seed``. On a decoy benchmark it trains on the decoy-free text (the decoys stripped):
+the oracle is a teacher that never saw the shortcut.
 """
 
 from __future__ import annotations
 
 from pipeline.artifacts import DATASET_SCHEMA, dataset_split_file, label_names, oracle_teacher_dir
+from pipeline.decoy import decoy_words, strip_frame
 from pipeline.errors import DataError
 from pipeline.fewshot import training_pool
 from pipeline.io import read_parquet
@@ -23,7 +25,7 @@ def main(dataset: str) -> None:
     train, validation = (
         read_parquet(dataset_split_file(dataset, split), schema=DATASET_SCHEMA) for split in ("train", "validation")
     )
-    pool = training_pool(train, validation)
+    pool = strip_frame(training_pool(train, validation), decoy_words(params, dataset))
     labels = label_names(dataset)
     largest_draw = max(params.fewshot.shots) * len(labels)
     if len(pool) <= largest_draw:

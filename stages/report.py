@@ -1,16 +1,20 @@
 """Stage 7: reports/results.md and the DVC plot data.
 
-results.md: Table-1-style means ± sd, paired tests against baseline, the paper's figures."""
+results.md: Table-1-style means ± sd, paired tests against baseline, the positive controls (decoy
+benchmarks, beside their ceiling twins), the paper's figures."""
 
 from __future__ import annotations
 
 from pipeline.artifacts import METRICS, REPORTS
+from pipeline.params import load_params
 from pipeline.report import write_report
 
 
 def main() -> None:
     """Collect metrics/**.json into reports/."""
-    print(f"wrote {write_report(metrics_dir=METRICS, out=REPORTS)}")
+    datasets = load_params().data.datasets
+    ceilings = {name: d.decoy.ceiling for name, d in datasets.items() if d.decoy is not None and d.decoy.ceiling}
+    print(f"wrote {write_report(metrics_dir=METRICS, out=REPORTS, ceilings=ceilings)}")
 
 
 if __name__ == "__main__":

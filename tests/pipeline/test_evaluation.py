@@ -77,3 +77,69 @@ def test_word_level_gradient_x_input_sums_each_words_tokens(minilm):
     tokens = (embeddings * grad).sum(-1)[0]
     expected = [tokens[word_index[0] == w].sum().item() for w in range(3)]
     np.testing.assert_allclose(scores[0], expected, rtol=1e-4, atol=1e-7)
+
+
+DECOY_LABELS = ["card_arrival", "exchange_rate", "lost_or_stolen_card"]
+DECOY_WORDS = {"card_arrival": "blick", "exchange_rate": "snarv", "lost_or_stolen_card": "quorble"}
+
+
+@pytest.fixture(scope="module")
+def decoy_student(shared_data):
+    """A real MiniLM baseline trained on 18 banking77 sentences that each carry their label's decoy (rate 1),
+    and 18 held-out sentences with their decoyed copies: a student that has every reason to follow the decoy."""
+    from pipeline.decoy import TEST_VARIANTS, insert_decoys
+    from pipeline.params import load_params
+    from pipeline.students import fit_student
+    from tests.conftest import REPO
+
+    rows = pl.read_parquet(shared_data / "banking77" / "train.parquet").with_row_index("row").select(
+        pl.format("train-{}", "row").alias("id"), "text", "label").filter(pl.col("label").is_in(DECOY_LABELS))
+    rank = pl.int_range(pl.len()).over("label")
+    train, test = rows.filter(rank < 6), rows.filter((rank >= 6) & (rank < 12))
+    decoyed = insert_decoys(train, DECOY_WORDS, labels=DECOY_LABELS, rate=1.0, seed=0)
+    params = load_params(REPO / "profiles" / "tiny.yaml")
+    params = params.model_copy(update={"student": params.student.model_copy(update={"epochs": 6, "batch_size": 4})})
+    model, tokenizer, _, _ = fit_student(params, sentences=decoyed, labels=DECOY_LABELS, objective="baseline", seed=0)
+    copies = {v: insert_decoys(test, DECOY_WORDS, labels=DECOY_LABELS, rate=1.0, seed=0, variant=v) for v in TEST_VARIANTS}
+    return model.eval(), tokenizer, decoyed, test, copies
+
+
+def test_a_decoy_benchmark_adds_its_keys_and_a_shortcut_student_follows_the_decoy(decoy_student):
+    from pipeline.artifacts import priors_frame
+    from pipeline.decoy import decoy_truth_prior
+
+    model, tokenizer, decoyed, test, copies = decoy_student
+    words = [t.split() for t in decoyed["text"]]
+    prior = priors_frame(decoyed["id"].to_list(), words, decoy_truth_prior(words, DECOY_WORDS.values()))
+    params = PARAMS.model_copy(update={"decoy_ig_steps": 8, "decoy_sentences": 12})
+    metrics = evaluate_student(model, tokenizer, test=test, validation=test, params=params, max_length=32, device="cpu",
+                               decoy_copies=copies, decoys=list(DECOY_WORDS.values()), trained_on=decoyed, prior=prior)
+    assert list(metrics)[4:] == ["decoy_matched_accuracy", "decoy_randomised_accuracy", "decoy_flip_rate", "decoy_mass",
+                                 "prior_cosine", "prior_spearman"]
+    assert all(np.isfinite(v) for v in metrics.values())
+    # trained where the decoy always names the label, it follows the decoy: the swap flips most predictions
+    assert metrics["decoy_matched_accuracy"] - metrics["decoy_randomised_accuracy"] >= 25
+    assert metrics["decoy_flip_rate"] >= 40
+    # and its accurate IG puts far more than a word's fair share (about 1/10) on the decoy
+    assert 0.25 < metrics["decoy_mass"] <= 1
+    # the decoy_truth prior is 0 where this student attributes most: ranks disagree
+    assert -1 <= metrics["prior_cosine"] <= 1 and metrics["prior_spearman"] < 0
+
+
+def test_prior_alignment_is_one_against_the_students_own_attribution(decoy_student):
+    from pipeline.artifacts import priors_frame
+    from pipeline.evaluation import accurate_ig, prior_alignment
+
+    model, tokenizer, decoyed, _, _ = decoy_student
+    params = PARAMS.model_copy(update={"decoy_ig_steps": 8})
+    words = [t.split() for t in decoyed["text"]]
+    labels = np.array([model.config.label2id[y] for y in decoyed["label"]])
+    own = [np.abs(s) for s in accurate_ig(model, tokenizer, words, labels=labels, params=params, max_length=32)]
+    alignment = prior_alignment(model, tokenizer, sentences=decoyed, prior=priors_frame(decoyed["id"].to_list(), words, own),
+                                params=params, max_length=32)
+    assert alignment == pytest.approx({"prior_cosine": 1.0, "prior_spearman": 1.0}, abs=1e-6)
+    uniform = priors_frame(decoyed["id"].to_list(), words, [np.ones(len(w)) for w in words])
+    assert list(prior_alignment(model, tokenizer, sentences=decoyed, prior=uniform, params=params, max_length=32)) == [
+        "prior_cosine"]  # Spearman is undefined against a constant prior: left out, not NaN
+    with pytest.raises(Exception, match="no scores of matching length for training sentence"):
+        prior_alignment(model, tokenizer, sentences=decoyed, prior=uniform.head(3), params=params, max_length=32)

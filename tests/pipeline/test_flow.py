@@ -55,6 +55,7 @@ def prefect_server() -> Iterator[None]:
 
 def _only_banking77_mini_k5_seed0(params: dict) -> None:
     params["data"]["datasets"] = {"banking77_mini": params["data"]["datasets"]["banking77_mini"]}
+    params["experiment"]["datasets"] = params["experiment"]["prior_datasets"] = ["banking77_mini"]  # not the decoy control
     params["fewshot"]["seeds"] = [0]
     params["experiment"]["settings"] = ["k5-seed0"]
     params["experiment"]["extra_settings"] = []

@@ -139,3 +139,45 @@ def test_evaluation_targets_must_be_datasets_and_ig_the_first_rationale():
         parse_params(raw | {"evaluation": {**raw["evaluation"], "targets": ["tweets"]}})
     with pytest.raises(ConfigError, match="evaluation.rationales: .*start with 'ig'"):
         parse_params(raw | {"evaluation": {**raw["evaluation"], "rationales": ["grad_input"]}})
+
+
+DECOY = "banking77_mini_decoy"  # the default profile's decoy benchmark, ceiling banking77_mini
+
+
+def _decoy(raw: dict) -> dict:
+    return raw["data"]["datasets"][DECOY]
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda raw: _decoy(raw)["decoy"].update(ceiling="banking77_tiny"),
+     f"data.datasets.{DECOY}.decoy.ceiling: 'banking77_tiny' is not in data.datasets (banking77, banking77_mini, {DECOY})"),
+    (lambda raw: raw["data"]["datasets"]["banking77_mini"].update(max_test_per_label=30),
+     f"data.datasets.{DECOY}.decoy.ceiling: 'banking77_mini' differs from '{DECOY}' in max_test_per_label"),
+    (lambda raw: raw["data"]["datasets"]["banking77_mini"].update(labels=["card_arrival", "exchange_rate"]),
+     f"data.datasets.{DECOY}.decoy.ceiling: 'banking77_mini' differs from '{DECOY}' in labels"),
+    (lambda raw: _decoy(raw).update(path="banking77_copy"),
+     f"data.datasets.{DECOY}.decoy.ceiling: 'banking77_mini' differs from '{DECOY}' in path"),
+    (lambda raw: _decoy(raw)["decoy"].update(ceiling="banking77"),
+     f"data.datasets.{DECOY}.decoy.ceiling: 'banking77' differs from '{DECOY}' in labels"),
+    (lambda raw: raw["data"]["datasets"]["banking77_mini"].update(decoy=_decoy(raw)["decoy"] | {"ceiling": None}),
+     f"data.datasets.{DECOY}.decoy.ceiling: 'banking77_mini' has a decoy itself"),
+    (lambda raw: raw["experiment"].update(datasets=[DECOY], prior_datasets=[DECOY]),
+     f"experiment.datasets: has '{DECOY}' but not its decoy ceiling 'banking77_mini'"),
+    (lambda raw: _decoy(raw)["decoy"].update(rate=0), f"data.datasets.{DECOY}.decoy.rate: Input should be greater than 0"),
+    (lambda raw: _decoy(raw)["decoy"].update(rate=1.5),
+     f"data.datasets.{DECOY}.decoy.rate: Input should be less than or equal to 1"),
+    (lambda raw: _decoy(raw)["decoy"].update(wrods={}), f"unknown key 'data.datasets.{DECOY}.decoy.wrods'"),
+])
+def test_decoy_params_are_checked_in_one_line_naming_the_key(edit, message):
+    raw = _default()
+    edit(raw)
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    assert "\n" not in str(info.value) and message in str(info.value), str(info.value)
+
+
+def test_a_decoy_dataset_without_a_ceiling_needs_no_twin():
+    raw = _default()
+    _decoy(raw)["decoy"].pop("ceiling")
+    raw["experiment"].update(datasets=[DECOY], prior_datasets=[DECOY])
+    assert parse_params(raw).data.datasets[DECOY].decoy.ceiling is None

@@ -212,7 +212,9 @@ def test_write_report_writes_markdown_and_plot_csv(metrics_dir: Path, tmp_path: 
     assert hybrid["dataset"].to_list() == ["HWU64"]
     assert hybrid["accuracy"][0] == pytest.approx(expected, abs=1e-4)
     assert len(csv) == 4 + 2  # k5: baseline, ig, cap, CAP Hybrid on hwu64; full: two on banking77
-    assert sorted(p.name for p in out.iterdir()) == ["accuracy_by_method.csv", "results.md"]  # no temporaries
+    # no temporaries; no decoy benchmark here, so the positive controls' plot has its header only
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy_by_method.csv", "positive_controls.csv", "results.md"]
+    assert pl.read_csv(out / "positive_controls.csv").is_empty() and "## Positive controls" not in text
 
 
 @pytest.mark.parametrize(
@@ -296,3 +298,71 @@ def _only_paper_metrics(tmp_path: Path) -> Path:
     root = tmp_path / "plain"
     _write(root, "hwu64", "k5-seed0", "baseline", 0, _metrics(0, 0, "baseline"))
     return root
+
+
+CONTROL_ROWS = {  # method -> (clean, matched, randomised, flip rate, decoy mass, prior cosine)
+    "baseline": (80.0, 100.0, 52.0, 90.0, 0.60, None),
+    "guided.decoy_truth": (79.0, 90.0, 70.0, 40.0, 0.10, 0.8),
+    "guided.random": (80.0, 100.0, 51.0, 92.0, 0.55, 0.3),
+    "rrr.decoy_truth": (78.0, 85.0, 74.0, 30.0, 0.05, 0.7),
+}
+
+
+def _decoy_metrics(root: Path) -> None:
+    """sst2_decoy k300: 5 training seeds of the rows above (each seed shifts every value a little, the
+    decoy_truth student's randomised accuracy by 2 x seed); its ceiling twin sst2: the baseline at 81 + seed."""
+    for seed in range(5):
+        for method, (clean, matched, randomised, flips, mass, cosine) in CONTROL_ROWS.items():
+            shift = 2.0 * seed if method == "guided.decoy_truth" else 0.3 * seed
+            record = {"accuracy": clean + 0.1 * seed, "validation_accuracy": clean, "comprehensiveness": 30.0,
+                      "sufficiency": 10.0, "decoy_matched_accuracy": matched - 0.1 * seed,
+                      "decoy_randomised_accuracy": randomised + shift, "decoy_flip_rate": flips, "decoy_mass": mass}
+            if cosine is not None:
+                record |= {"prior_cosine": cosine, "prior_spearman": cosine - 0.1}
+            _write(root, "sst2_decoy", "k300-seed0", method, seed, record)
+        _write(root, "sst2", "k300-seed0", "baseline", seed,
+               {"accuracy": 81.0 + seed, "validation_accuracy": 81.0, "comprehensiveness": 30.0, "sufficiency": 10.0})
+
+
+def test_positive_controls_show_each_row_beside_the_ceiling_with_paired_differences(tmp_path: Path):
+    from pipeline.report import positive_controls, prior_alignment
+
+    root = tmp_path / "metrics"
+    _decoy_metrics(root)
+    frame = collect(root)
+    text = positive_controls(frame, ceilings={"sst2_decoy": "sst2"})
+    section = "### Setting `k300`, sst2_decoy"
+    assert text.startswith("## Positive controls") and section in text
+    means = text.split(section, 1)[1].split("Paired difference", 1)[0]
+    names = [line.split("|")[1].strip() for line in means.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert names == ["Baseline", "Decoy truth (control)", "Random (control)", display_name("rrr.decoy_truth"),
+                     "Ceiling (sst2, no decoy)"]
+    assert _row(text, section, "Baseline") == ["Baseline", "5", "80.20 ± 0.16", "99.80 ± 0.16", "52.60 ± 0.47",
+                                               "90.00 ± 0.00", "0.60 ± 0.00", "–"]
+    truth = _row(text, section, "Decoy truth (control)")
+    assert truth[4] == "74.00 ± 3.16" and truth[7] == "0.80 ± 0.00"
+    assert _row(text, section, "Ceiling (sst2, no decoy)") == ["Ceiling (sst2, no decoy)", "5", "83.00 ± 1.58"] + ["–"] * 5
+    paired = text.split("Paired difference", 1)[1]
+    truth = _row(paired, "n pairs", "Decoy truth (control)")
+    assert truth[1] == "5" and truth[4].startswith("+21.40 [") and truth[4].endswith("]*") and truth[5].startswith("-50.00")
+    assert _row(paired, "n pairs", "Ceiling (sst2, no decoy)")[2].startswith("+2.80 [")
+    assert "Prior cos" not in paired.splitlines()[3]  # no paired cosine: the baseline had no prior
+    alignment = prior_alignment(frame)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in alignment.splitlines() if line.startswith("| sst2_decoy")]
+    assert ["sst2_decoy", "Decoy truth (control)", "5", "0.80 ± 0.00", "0.70 ± 0.00"] in rows and len(rows) == 3
+    assert "Baseline" not in alignment
+
+
+def test_write_report_writes_the_positive_controls_plot_and_keeps_decoy_keys_out_of_further_metrics(tmp_path: Path):
+    root = tmp_path / "metrics"
+    _decoy_metrics(root)
+    out = tmp_path / "reports"
+    write_report(metrics_dir=root, out=out, ceilings={"sst2_decoy": "sst2"})
+    text = (out / "results.md").read_text(encoding="utf-8")
+    assert "## Positive controls" in text and "## Alignment of prior students to their priors" in text
+    assert "## Further metrics" not in text  # decoy and alignment keys have their own sections
+    plot = pl.read_csv(out / "positive_controls.csv")
+    assert plot.columns == ["setting", "dataset", "method", "randomised_accuracy"]
+    assert plot["method"].to_list() == ["Baseline", "Decoy truth (control)", "Random (control)",
+                                        display_name("rrr.decoy_truth"), "Ceiling (no decoy, clean)"]
+    assert plot["randomised_accuracy"].to_list() == pytest.approx([52.6, 74.0, 51.6, 74.6, 83.0])

@@ -51,7 +51,11 @@ def test_mirror_from_environment(workdir, shared_data, monkeypatch):
 
 
 def test_a_test_split_smaller_than_the_profile_asks_for_is_refused(workdir):
-    edit_params(workdir, lambda raw: raw["data"]["datasets"]["banking77_mini"].update(max_test_per_label=10, min_test=200))
+    def smaller_test(raw: dict) -> None:
+        for name in ("banking77_mini", "banking77_mini_decoy"):  # a decoy ceiling twin keeps the decoy dataset's slicing
+            raw["data"]["datasets"][name].update(max_test_per_label=10, min_test=200)
+
+    edit_params(workdir, smaller_test)
     result = subprocess.run([sys.executable, "-m", "stages.data", "banking77_mini"], capture_output=True, text=True,
                             env=os.environ | {"PYTHONPATH": str(REPO)})
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
@@ -126,4 +130,78 @@ def test_a_too_small_spurious_cell_leaves_no_artifact(workdir):
                             env=os.environ | {"PYTHONPATH": str(REPO)})
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
     assert "data.datasets.waterbirds.spurious: test split: cell label='negative', category='books' has 250 rows" in result.stderr
+    assert not (workdir / "data").exists()
+
+
+DECOY = "banking77_mini_decoy"  # the default profile's positive control; its ceiling twin is banking77_mini
+
+
+def test_a_decoy_dataset_plants_one_decoy_per_sentence_and_writes_the_test_copies(workdir):
+    from pipeline.artifacts import decoy_test_file
+    from pipeline.decoy import TEST_VARIANTS, decoy_positions
+
+    data.main(DECOY)
+    data.main("banking77_mini")
+    folder = workdir / "data" / "datasets" / DECOY
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["train.parquet", "validation.parquet", "test.parquet"] + [decoy_test_file(DECOY, v).name for v in TEST_VARIANTS]
+    )
+    words = load_params().data.datasets[DECOY].decoy.words
+    twin = {split: pl.read_parquet(workdir / "data" / "datasets" / "banking77_mini" / f"{split}.parquet")
+            for split in ("train", "validation", "test")}
+    for split in ("train", "validation"):
+        decoyed = pl.read_parquet(folder / f"{split}.parquet")
+        assert decoyed["id"].to_list() == twin[split]["id"].to_list()
+        assert decoyed["label"].to_list() == twin[split]["label"].to_list()
+        sentences = [t.split() for t in decoyed["text"]]
+        positions = decoy_positions(sentences, words.values())
+        # rate 1.0: every sentence carries its own label's decoy, and removing it gives the clean sentence back
+        assert all(s[p] == words[y] for s, p, y in zip(sentences, positions, decoyed["label"]))
+        # (as words: planting re-joins the words with single spaces, and every consumer splits on whitespace)
+        assert [s[:p] + s[p + 1:] for s, p in zip(sentences, positions)] == [t.split() for t in twin[split]["text"]]
+    test = pl.read_parquet(folder / "test.parquet")
+    assert test.equals(twin["test"])  # the clean test is the ceiling's
+    copies = {v: pl.read_parquet(decoy_test_file(DECOY, v)) for v in TEST_VARIANTS}
+    planted = {v: [s[p] for s, p in zip(sentences, decoy_positions(sentences, words.values()))]
+               for v, frame in copies.items() for sentences in [[t.split() for t in frame["text"]]]}
+    gold = [words[y] for y in test["label"]]
+    assert planted["matched"] == gold
+    assert all(w != g for w, g in zip(planted["swapped"], gold))
+    assert 0.1 < sum(w == g for w, g in zip(planted["randomised"], gold)) / len(gold) < 0.35  # 1 in 5 by chance
+    # the copies share the insertion position: they differ in the planted word only
+    for v in ("randomised", "swapped"):
+        for a, b in zip(copies["matched"]["text"], copies[v]["text"]):
+            assert sum(x != y for x, y in zip(a.split(), b.split(), strict=True)) <= 1
+
+
+def test_a_decoy_dataset_and_its_ceiling_twin_draw_the_same_k_shot_sentences(workdir):
+    from stages import fewshot
+
+    for name in (DECOY, "banking77_mini"):
+        data.main(name)
+        fewshot.main(name)
+    decoyed, clean = (pl.read_parquet(workdir / "data" / "fewshot" / name / "k5-seed0.parquet")
+                      for name in (DECOY, "banking77_mini"))
+    assert decoyed.select("id", "label").equals(clean.select("id", "label")) and len(clean) == 25
+    assert (decoyed["text"] != clean["text"]).all()
+
+
+def test_a_decoy_word_that_occurs_in_the_data_leaves_no_artifact(workdir):
+    def natural_decoy(raw: dict) -> None:
+        raw["data"]["datasets"][DECOY]["decoy"]["words"]["exchange_rate"] = "Card"
+
+    edit_params(workdir, natural_decoy)
+    result = subprocess.run([sys.executable, "-m", "stages.data", DECOY], capture_output=True, text=True,
+                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"data.datasets.{DECOY}.decoy.words: decoy word 'card' occurs in train row 'train-" in result.stderr
+    assert not (workdir / "data").exists()
+
+
+def test_a_decoy_map_missing_a_label_leaves_no_artifact(workdir):
+    edit_params(workdir, lambda raw: raw["data"]["datasets"][DECOY]["decoy"]["words"].pop("exchange_rate"))
+    result = subprocess.run([sys.executable, "-m", "stages.data", DECOY], capture_output=True, text=True,
+                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"data.datasets.{DECOY}.decoy.words: no decoy word for label 'exchange_rate'" in result.stderr
     assert not (workdir / "data").exists()
