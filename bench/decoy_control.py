@@ -9,7 +9,9 @@ randomised decoys: it is what beta is chosen on (never the test).
     python bench/decoy_control.py --forms baseline rrr-100 guided-paper --seeds 0 1 2 --out /tmp/decoy.csv
 
 Prints one row per (form, seed) as it finishes and appends it to ``--out`` (a CSV; rows already there
-are skipped, so a killed run resumes).
+are skipped, so a killed run resumes). ``--summary A.csv B.csv ...`` prints the Markdown table of
+those rows instead: mean per form and the paired difference to the baseline (same seed) with the
+report's bootstrap 95% CI.
 """
 
 from __future__ import annotations
@@ -56,6 +58,22 @@ FORMS: dict[str, tuple[str, dict, str | None]] = {
                                        "alignment": "cosine"}, "decoy_truth"),
     "guided-gradnorm-random": ("guided", {"beta": 1.0, "attribution": "gradient_norm", "target": "log_softmax",
                                           "alignment": "signed_mse"}, "random"),
+    "guided-gn-centred": ("guided", {"beta": 1.0, "attribution": "gradient_norm", "target": "centred_logit",
+                                     "alignment": "signed_mse"}, "decoy_truth"),
+    "guided-gn-centred-b10": ("guided", {"beta": 10.0, "attribution": "gradient_norm", "target": "centred_logit",
+                                         "alignment": "signed_mse"}, "decoy_truth"),
+    "guided-gn-centred-b100": ("guided", {"beta": 100.0, "attribution": "gradient_norm", "target": "centred_logit",
+                                          "alignment": "signed_mse"}, "decoy_truth"),
+    "guided-gn-centred-b10-random": ("guided", {"beta": 10.0, "attribution": "gradient_norm", "target": "centred_logit",
+                                                "alignment": "signed_mse"}, "random"),
+    "guided-gn-centred-cos": ("guided", {"beta": 1.0, "attribution": "gradient_norm", "target": "centred_logit",
+                                         "alignment": "cosine"}, "decoy_truth"),
+    "guided-occ": ("guided", {"beta": 1.0, "attribution": "occlusion", "target": "centred_logit",
+                              "alignment": "signed_mse"}, "decoy_truth"),
+    "guided-occ-b10": ("guided", {"beta": 10.0, "attribution": "occlusion", "target": "centred_logit",
+                                  "alignment": "signed_mse"}, "decoy_truth"),
+    "guided-occ-random": ("guided", {"beta": 1.0, "attribution": "occlusion", "target": "centred_logit",
+                                     "alignment": "signed_mse"}, "random"),
     "rrr-1e4": ("rrr", {"lam": 1e4}, "decoy_truth"),
     "rrr-1e5": ("rrr", {"lam": 1e5}, "decoy_truth"),
     "rrr-1e6": ("rrr", {"lam": 1e6}, "decoy_truth"),
@@ -124,9 +142,31 @@ def run(form: str, seed: int, data: dict[str, pl.DataFrame], args) -> dict:
     return row
 
 
+SUMMARY_COLUMNS = ("validation_accuracy", "test_accuracy", "matched_accuracy", "randomised_accuracy", "flip_rate", "decoy_mass")
+
+
+def summary(files: list[Path]) -> str:
+    """The Markdown table of the rows in ``files``: per form, n seeds, means, and randomised accuracy - baseline's."""
+    from pipeline.report import _paired_cell
+
+    rows = pl.concat([pl.read_csv(f).select("form", "seed", *SUMMARY_COLUMNS) for f in files], how="vertical_relaxed")
+    rows = rows.unique(["form", "seed"], keep="first", maintain_order=True)
+    baseline = dict(rows.filter(pl.col("form") == "baseline").select("seed", "randomised_accuracy").iter_rows())
+    lines = ["| form | n | " + " | ".join(SUMMARY_COLUMNS) + " | randomised − baseline (paired, 95% CI) |",
+             "|---" * (len(SUMMARY_COLUMNS) + 3) + "|"]
+    for form in rows["form"].unique(maintain_order=True):
+        runs = rows.filter(pl.col("form") == form)
+        paired = np.array([r - baseline[s] for s, r in zip(runs["seed"], runs["randomised_accuracy"]) if s in baseline])
+        cell = _paired_cell(paired) + f" (n={len(paired)})" if form != "baseline" and len(paired) >= 2 else ""
+        means = [f"{runs[c].mean():.4f}" if c == "decoy_mass" else f"{runs[c].mean():.2f}" for c in SUMMARY_COLUMNS]
+        lines.append(f"| {form} | {len(runs)} | " + " | ".join(means) + f" | {cell} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--forms", nargs="+", default=["ceiling", "baseline", "rrr-100", "guided-paper"])
+    parser.add_argument("--summary", nargs="+", type=Path, help="print the table of these result CSVs and exit")
+    parser.add_argument("--forms", nargs="+", default=["ceiling", "baseline", "rrr-1e5", "guided-gn-centred-b10"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--train-per-label", type=int, default=150)
     parser.add_argument("--validation-per-label", type=int, default=100)
@@ -137,8 +177,13 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--clip", default="total")
     parser.add_argument("--mass-sentences", type=int, default=64)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.summary:
+        print(summary(args.summary))
+        return
+    if args.out is None:
+        parser.error("--out is required unless --summary")
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     common = {"labels": LABELS, "seed": 0}
     train = load_split("train", per_label=args.train_per_label, seed=0)

@@ -398,3 +398,44 @@ def word_gradient_norms(
     squared, mask = tokens_to_words((grad.float() ** 2).sum(-1), word_index, n_words=n_words)
     # the epsilon keeps sqrt's gradient finite at a word the model is exactly insensitive to
     return torch.sqrt(squared + 1e-12) * mask, mask
+
+
+def occlusion(
+    model: PreTrainedModel,
+    *,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    word_index: Tensor,
+    n_words: int,
+    target: Tensor,
+    output: Callable[[Tensor, Tensor], Tensor],
+    pad_token_id: int,
+) -> tuple[Tensor, Tensor]:
+    """Per word, how much ``output`` drops when the word's tokens become the pad token (IG's baseline, one word at a time).
+
+    A finite difference of the model's own behaviour, so a student cannot hide a word it uses from
+    it: no saturation (the local gradient of a saturated path is ~0) and no interaction (IG's
+    completeness may credit a word's effect to the words it gates) escapes it. Differentiable
+    w.r.t. the parameters by the ordinary backward; costs one forward per word.
+
+    Args:
+        model: a sequence classifier (in whatever mode it is in).
+        input_ids: (B, T) token ids.
+        attention_mask: (B, T).
+        word_index: (B, T) from ``encode_words``.
+        n_words: W, the padded number of words.
+        target: (B,) the class each sentence's output is for.
+        output: ``(logits (N, C), target (N,)) -> (N,)``, the scalar per sentence.
+        pad_token_id: the replacement token.
+
+    Returns:
+        (scores, word_mask): (B, W) float, output(x) - output(x without word w), 0 on padding words,
+        and (B, W) bool, True for words with a token.
+    """
+    _, mask = tokens_to_words(torch.zeros(input_ids.shape, device=input_ids.device), word_index, n_words=n_words)
+    rows, words = mask.nonzero(as_tuple=True)  # one occluded copy per real word
+    occluded = torch.where(word_index[rows] == words[:, None], torch.full_like(input_ids[rows], pad_token_id), input_ids[rows])
+    full = output(model(input_ids=input_ids, attention_mask=attention_mask).logits.float(), target)
+    dropped = output(model(input_ids=occluded, attention_mask=attention_mask[rows]).logits.float(), target[rows])
+    scores = torch.zeros(mask.shape, device=input_ids.device, dtype=full.dtype).index_put((rows, words), full[rows] - dropped)
+    return scores, mask

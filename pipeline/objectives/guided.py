@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pipeline.attribution import integrated_gradients, pad_baseline, tokens_to_words, word_gradient_norms
+from pipeline.attribution import integrated_gradients, occlusion, pad_baseline, tokens_to_words, word_gradient_norms
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
 from pipeline.objectives.base import Objective
 from pipeline.priors.fusion import Normalisation, normalise
 
-Attribution = Literal["ig", "gradient_norm"]
+Attribution = Literal["ig", "gradient_norm", "occlusion"]
 Target = Literal["logit", "log_softmax", "centred_logit"]
 Alignment = Literal["abs_mse", "signed_mse", "cosine"]
 
@@ -59,7 +59,9 @@ class Guided(Objective):
         beta: weight of the alignment term.
         ig_steps: m, interpolation steps of the differentiable IG (``attribution: ig``).
         attribution: ``ig``: word IG (the gradient projected on the embedding, summed over hidden
-            units); ``gradient_norm``: per word, the L2 norm of the whole input gradient.
+            units); ``gradient_norm``: per word, the L2 norm of the whole input gradient;
+            ``occlusion``: per word, the drop of ``target`` when the word becomes padding (one
+            forward per word; ``pipeline.attribution.occlusion``).
         target: the scalar attributed (``target_output``).
         alignment: ``abs_mse``: MSE of |a| after ``normalisation`` (the paper's); ``signed_mse``: MSE
             of a / ||a||_2 against the normalised prior; ``cosine``: 1 - cosine(a, prior).
@@ -94,6 +96,12 @@ class Guided(Objective):
         """The student's differentiable word attribution (B, W) and the word mask (B, W)."""
         n_words = batch.prior.shape[1]
         with eval_mode(model):
+            if self.attribution == "occlusion":
+                return occlusion(
+                    model, input_ids=batch.input_ids, attention_mask=batch.attention_mask, word_index=batch.word_index,
+                    n_words=n_words, target=batch.labels, pad_token_id=model.config.pad_token_id,
+                    output=lambda logits, labels: target_output(logits, labels, target=self.target),
+                )
             if self.attribution == "gradient_norm":
                 return word_gradient_norms(
                     model, input_ids=batch.input_ids, attention_mask=batch.attention_mask, word_index=batch.word_index,

@@ -86,3 +86,45 @@ def test_decoys_must_survive_the_students_tokenizer(make_minilm):
     check_decoys_tokenised(DECOYS, tokenizer, where="w")
     with pytest.raises(ConfigError, match="tokenise alike"):
         check_decoys_tokenised({"negative": "zorvik", "positive": "Zorvik"}, tokenizer, where="w")  # uncased WordPiece
+
+
+@pytest.mark.slow
+def test_the_default_guided_loss_with_decoy_truth_stops_the_student_following_a_swapped_decoy(shared_data, make_minilm):
+    """The positive control in miniature, with the default profile's guided settings: a change that stops
+    the loss from changing behaviour (not just attributions) turns this red."""
+    import torch
+
+    from pipeline.objectives import get_objective
+    from pipeline.objectives.base import Task
+    from pipeline.params import load_params
+    from pipeline.predict import predict_proba
+    from pipeline.training import Example, train_student
+    from tests.conftest import REPO
+
+    def draw(split: str, per_label: int) -> pl.DataFrame:
+        frame = pl.read_parquet(shared_data / "sentiment" / "movies_sst2" / f"{split}.parquet").with_row_index("row")
+        frame = frame.select(pl.format(f"{split}-{{}}", "row").alias("id"),
+                             pl.col("text").str.split(" ").list.head(16).list.join(" "), "label")
+        return pl.concat([frame.filter(pl.col("label") == label).head(per_label) for label in LABELS])
+
+    train = insert_decoys(draw("train", 40), DECOYS, labels=LABELS, rate=1.0, seed=0)
+    test = draw("test", 50)
+    matched, swapped = (insert_decoys(test, DECOYS, labels=LABELS, rate=1.0, seed=0, variant=v) for v in ("matched", "swapped"))
+    words = [t.split() for t in train["text"]]
+    settings = load_params(REPO / "params.yaml").student.settings["guided"]
+
+    def flip_rate(objective, prior) -> float:
+        model, tokenizer, _ = make_minilm(2, seed=0)
+        examples = [Example(w, LABELS.index(label), p) for w, label, p in zip(words, train["label"], prior)]
+        model, _, _ = train_student(model=model, tokenizer=tokenizer, train=examples, objective=objective,
+                                    task=Task(num_labels=2), epochs=4, lr=1e-4, batch_size=8, warmup_fraction=0.1,
+                                    seed=0, device="cpu", max_length=40)
+        predicted = [predict_proba(model, tokenizer, [t.split() for t in f["text"]], batch_size=50, device="cpu",
+                                   max_length=40).argmax(1) for f in (matched, swapped)]
+        return 100 * float((predicted[0] != predicted[1]).mean())
+
+    torch.set_num_threads(2)
+    baseline = flip_rate(get_objective("baseline"), [None] * len(words))
+    guided = flip_rate(get_objective("guided", **settings), decoy_truth_prior(words, DECOYS.values()))
+    assert baseline > 50, f"the control does not bite: the baseline follows a swapped decoy in {baseline:.0f} % only"
+    assert guided < baseline - 25, f"guided {guided:.0f} % vs baseline {baseline:.0f} % of predictions follow the swap"
