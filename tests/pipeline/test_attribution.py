@@ -186,3 +186,27 @@ def test_word_scores_come_back_in_input_order_whatever_the_batching(minilm):
     alone = word_scores(model, tokenizer, sentences=sentences[2:], batch_size=1, max_length=32,
                         attribute=lambda encoding, word_index, rows: encoding["input_ids"].double())
     np.testing.assert_array_equal(ids[2][2], alone[0])
+
+
+def test_occlusion_is_the_outputs_drop_when_one_word_becomes_padding(minilm):
+    from pipeline.attribution import occlusion
+
+    model, tokenizer = minilm
+    sentences = [["the", "zorvik", "film", "was", "great"], ["dull"]]
+    encoding, word_index = encode_words(tokenizer, sentences)
+    target = torch.tensor([1, 0])
+
+    def output(logits, labels):
+        return logits.gather(1, labels[:, None]).squeeze(1)
+
+    scores, mask = occlusion(model, input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"],
+                             word_index=word_index, n_words=5, target=target, output=output,
+                             pad_token_id=tokenizer.pad_token_id)
+    assert mask.tolist() == [[True] * 5, [True, False, False, False, False]] and scores[1, 1:].eq(0).all()
+    with torch.no_grad():
+        full = output(model(**encoding).logits, target)
+        for b, w in ((0, 1), (0, 4), (1, 0)):
+            ids = encoding["input_ids"].clone()
+            ids[b][word_index[b] == w] = tokenizer.pad_token_id
+            dropped = output(model(input_ids=ids, attention_mask=encoding["attention_mask"]).logits, target)
+            assert scores[b, w].item() == pytest.approx((full - dropped)[b].item(), abs=1e-5)
