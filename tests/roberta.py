@@ -4,7 +4,7 @@ The paper's student is ``roberta-base``; tests here build its architecture from 
 (tiny on CPU, the real shape on CUDA) with a byte-level BPE tokenizer trained on the test's own
 sentences (RoBERTa's special tokens <s> 0, <pad> 1, </s> 2 and post-processor), so the sibling
 heads (eX2L, ALIGN) meet RoBERTa's classification head, which has no pooler on the base model.
-Shared by tests/pipeline/objectives/test_roberta.py (CPU) and tests/gpu/test_objectives.py (CUDA).
+Shared by tests/pipeline/objectives/test_roberta.py (CPU) and tests/gpu/test_gpu_objectives.py (CUDA).
 """
 
 from __future__ import annotations
