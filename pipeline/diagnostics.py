@@ -4,7 +4,9 @@
   of log p(label | prompt(sentence)), the same quantity the CAP prior regresses. Multi-token labels
   are scored by their summed log-probability, as in the prior.
 - ``prior_agreement``: the mean per-sentence Spearman correlation between two priors' word scores.
-- ``setting_diagnostics``: both, for one setting (the diagnostics stage's metric).
+- ``prior_decoy_mass``: on a decoy benchmark, the share of each prior's |mass| on the planted decoy
+  word. The benchmark's question to the teacher: does the LLM's prior see through the shortcut?
+- ``setting_diagnostics``: all of these, for one setting (the diagnostics stage's metric).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import spearmanr
 
+from pipeline.decoy import decoy_mass, decoy_positions
 from pipeline.prompts import PromptTemplate, build_query, split_prompt
 from pipeline.scoring.base import Scorer
 from pipeline.scoring.cache import ScoreCache
@@ -74,9 +77,32 @@ def prior_agreement(priors: Mapping[str, pl.DataFrame]) -> dict[str, float]:
     return agreement
 
 
+def prior_decoy_mass(priors: Mapping[str, pl.DataFrame], decoys: Sequence[str]) -> dict[str, float]:
+    """The mean share of each prior's |score| on the decoy word, beside the share a uniform prior puts there.
+
+    A prior that ignores the decoy puts ~0 there (the decoy_truth annotation puts exactly 0); one that
+    follows the shortcut puts more than ``uniform``.
+
+    Args:
+        priors: name -> priors-contract frame (id, words, scores) of decoyed training sentences.
+        decoys: the benchmark's decoy words.
+
+    Returns:
+        name -> mean share (``pipeline.decoy.decoy_mass``), and ``uniform``: mean 1 / number of words
+        over the sentences that carry a decoy.
+    """
+    masses = {}
+    for name, frame in priors.items():
+        scores = [np.asarray(s, dtype=np.float64) for s in frame["scores"]]
+        masses[name] = decoy_mass(scores, decoy_positions(frame["words"].to_list(), decoys))
+    words = next(iter(priors.values()))["words"].to_list()
+    masses["uniform"] = decoy_mass([np.ones(len(w)) for w in words], decoy_positions(words, decoys))
+    return masses
+
+
 def setting_diagnostics(
     *, test: pl.DataFrame, labels: Sequence[str], priors: Mapping[str, pl.DataFrame], template: PromptTemplate,
-    scorer: Scorer, cache: ScoreCache,
+    scorer: Scorer, cache: ScoreCache, decoys: Sequence[str] = (),
 ) -> dict:
     """The teacher diagnostics of a setting: its zero-shot accuracy on the test split and the agreement of its priors.
 
@@ -87,9 +113,12 @@ def setting_diagnostics(
         template: the CAP prompt.
         scorer: the teacher LLM.
         cache: the score cache.
+        decoys: the decoy words of a decoy benchmark (empty: none).
 
     Returns:
-        ``zero_shot_accuracy``'s keys and ``spearman``: ``prior_agreement`` of ``priors``.
+        ``zero_shot_accuracy``'s keys, ``spearman``: ``prior_agreement`` of ``priors``, and on a decoy
+        benchmark ``decoy_mass``: ``prior_decoy_mass`` of ``priors``.
     """
     teacher = zero_shot_accuracy(sentences=test, labels=labels, template=template, scorer=scorer, cache=cache)
-    return teacher | {"spearman": prior_agreement(priors)}
+    decoy = {"decoy_mass": prior_decoy_mass(priors, decoys)} if decoys else {}
+    return teacher | {"spearman": prior_agreement(priors)} | decoy

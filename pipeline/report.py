@@ -396,6 +396,9 @@ def detectable_difference(differences: np.ndarray, *, alpha: float = 0.05, power
     return float(quantiles * np.std(differences, ddof=1) / math.sqrt(n))
 
 
+PRIOR_DECOY_MASS = "decoy_mass:"  # collect_diagnostics' column prefix of a prior's share on the decoy
+
+
 def teacher_diagnostics(diagnostics: pl.DataFrame) -> str:
     """The teacher's zero-shot accuracy beside chance and the prior agreement, per dataset and setting.
 
@@ -408,13 +411,17 @@ def teacher_diagnostics(diagnostics: pl.DataFrame) -> str:
     if diagnostics.is_empty():
         return ""
     pairs = [c for c in diagnostics.columns if "~" in c]
-    header = ["Dataset", "Setting", "Zero-shot acc", "Chance", *(f"ρ {p.replace('~', ' ~ ')}" for p in pairs)]
+    masses = [c for c in diagnostics.columns if c.startswith(PRIOR_DECOY_MASS)]
+    header = ["Dataset", "Setting", "Zero-shot acc", "Chance", *(f"ρ {p.replace('~', ' ~ ')}" for p in pairs),
+              *(f"Decoy mass {c.removeprefix(PRIOR_DECOY_MASS)}" for c in masses)]
     lines = [
         "## Teacher diagnostics",
         "",
         "Zero-shot accuracy: the teacher LLM with the CAP prompt as a classifier on the test split "
         "(arg-max of log p(label | prompt) over the label space), in %. ρ: mean per-sentence Spearman "
-        "correlation between two priors' word scores on the setting's training sentences.",
+        "correlation between two priors' word scores on the setting's training sentences. Decoy mass (decoy "
+        "benchmarks only): each prior's mean share of |score| on the planted decoy word of the training sentences, "
+        "beside a uniform prior's; a prior that sees through the shortcut puts less there than uniform.",
         "",
         _markdown_row(header),
         _markdown_row(["---", "---"] + ["---:"] * (len(header) - 2)),
@@ -422,7 +429,7 @@ def teacher_diagnostics(diagnostics: pl.DataFrame) -> str:
     for row in diagnostics.sort("dataset", "setting").iter_rows(named=True):
         lines.append(_markdown_row([
             _name(row["dataset"], DATASETS), row["setting"], f"{row['zero_shot_accuracy']:.2f}", f"{row['chance']:.2f}",
-            *(f"{row[p]:.3f}" for p in pairs),
+            *(f"{row[p]:.3f}" for p in pairs), *("—" if row[c] is None else f"{row[c]:.3f}" for c in masses),
         ]))
     return "\n".join(lines + [""])
 
@@ -431,7 +438,8 @@ def collect_diagnostics(metrics_dir: Path) -> pl.DataFrame:
     """Read every ``<dataset>/<setting>/teacher/diagnostics.json`` under ``metrics_dir``.
 
     Returns:
-        One row per setting: dataset, setting, zero_shot_accuracy, chance and one column per prior pair.
+        One row per setting: dataset, setting, zero_shot_accuracy, chance, one column per prior pair and, on
+        decoy benchmarks, one ``PRIOR_DECOY_MASS`` + prior column (null elsewhere).
     """
     rows = []
     for path in sorted(Path(metrics_dir).glob("*/*/teacher/diagnostics.json")):
@@ -439,7 +447,8 @@ def collect_diagnostics(metrics_dir: Path) -> pl.DataFrame:
             record = json.loads(path.read_text(encoding="utf-8"))
             rows.append({"dataset": path.parents[2].name, "setting": path.parents[1].name,
                          "zero_shot_accuracy": float(record["zero_shot_accuracy"]), "chance": float(record["chance"]),
-                         **{pair: float(rho) for pair, rho in record["spearman"].items()}})
+                         **{pair: float(rho) for pair, rho in record["spearman"].items()},
+                         **{PRIOR_DECOY_MASS + name: float(m) for name, m in record.get("decoy_mass", {}).items()}})
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ArtifactError(f"{path}: not a teacher diagnostics file ({type(exc).__name__}: {exc})") from None
     return pl.DataFrame(rows)

@@ -2,7 +2,7 @@
 
 The LLM's zero-shot accuracy with the CAP prompt on the test split, chance beside it, and the mean
 per-sentence Spearman correlation between the CAP, LIME, IG and oracle priors of the setting's
-train sentences (``pipeline.diagnostics``).
+train sentences (``pipeline.diagnostics``); on a decoy benchmark, each prior's share of mass on the decoy.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pipeline.artifacts import (
     label_names,
     prior_file,
 )
+from pipeline.decoy import decoy_words
 from pipeline.diagnostics import COMPARED, setting_diagnostics
 from pipeline.io import read_parquet, write_json
 from pipeline.params import load_params
@@ -32,6 +33,7 @@ def main(dataset: str, setting: str) -> None:
         test=read_parquet(dataset_split_file(dataset, "test"), schema=DATASET_SCHEMA), labels=label_names(dataset),
         priors={name: read_parquet(prior_file(dataset, setting, name), schema=PRIORS_SCHEMA) for name in COMPARED},
         template=params.scoring.cap_template, scorer=scorer_from_params(params), cache=ScoreCache(SCORE_CACHE),
+        decoys=decoy_words(params, dataset),
     )
     write_json(diagnostics, diagnostics_file(dataset, setting))
     print(f"{dataset}/{setting}: {json.dumps(diagnostics)}")

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.diagnostics import prior_agreement, setting_diagnostics, zero_shot_accuracy
+from pipeline.diagnostics import prior_agreement, prior_decoy_mass, setting_diagnostics, zero_shot_accuracy
 from pipeline.prompts import PromptTemplate, render_label
 from pipeline.scoring.base import Query, Scorer
 from pipeline.scoring.cache import ScoreCache
@@ -71,3 +71,26 @@ def test_setting_diagnostics_are_the_teacher_accuracy_and_the_prior_agreement(sm
                                  cache=ScoreCache(tmp_path))
     assert result == zero_shot_accuracy(sentences=SENTENCES, labels=LABELS, template=TEMPLATE, scorer=scorer,
                                         cache=ScoreCache(tmp_path)) | {"spearman": {"cap~lime": pytest.approx(-1.0)}}
+
+
+def test_prior_decoy_mass_is_each_priors_share_on_the_decoy_beside_uniform():
+    words = [["my", "blick", "card"], ["dax", "rate", "now", "please"], ["no", "decoy"]]
+
+    def frame(scores):
+        return pl.DataFrame({"id": ["a", "b", "c"], "words": words, "scores": scores})
+
+    masses = prior_decoy_mass({
+        "follows": frame([[0.0, 3.0, 1.0], [-2.0, 1.0, 1.0, 0.0], [1.0, 1.0]]),  # signed: |.| counts
+        "ignores": frame([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0], [1.0, 1.0]]),
+    }, decoys=["blick", "dax"])
+    # the third sentence carries no decoy: left out of every mean
+    assert masses == {"follows": pytest.approx((3 / 4 + 2 / 4) / 2), "ignores": 0.0,
+                      "uniform": pytest.approx((1 / 3 + 1 / 4) / 2)}
+
+
+def test_setting_diagnostics_of_a_decoy_benchmark_carry_the_priors_decoy_mass(smollm, tmp_path):
+    scorer = HandMadeScorer(smollm.tokenizer, lambda s: LABELS[0])
+    priors = {"cap": pl.DataFrame({"id": ["a"], "words": [["x", "vemp", "z"]], "scores": [[1.0, 2.0, 1.0]]})}
+    result = setting_diagnostics(test=SENTENCES, labels=LABELS, priors=priors, template=TEMPLATE, scorer=scorer,
+                                 cache=ScoreCache(tmp_path), decoys=["vemp"])
+    assert result["decoy_mass"] == {"cap": pytest.approx(0.5), "uniform": pytest.approx(1 / 3)}

@@ -167,6 +167,19 @@ def test_teacher_diagnostics_are_reported(tmp_path: Path):
         collect_diagnostics(tmp_path / "metrics")
 
 
+def test_teacher_diagnostics_show_the_priors_decoy_mass_where_there_is_a_decoy(tmp_path: Path):
+    record = {"zero_shot_accuracy": 41.5, "chance": 20.0, "sentences": 200, "spearman": {"cap~lime": 0.25}}
+    for dataset, decoy in (("banking77_mini", {}), ("banking77_mini_decoy", {"cap": 0.5, "uniform": 0.125})):
+        folder = tmp_path / "metrics" / dataset / "k5-seed0" / "teacher"
+        folder.mkdir(parents=True)
+        (folder / "diagnostics.json").write_text(json.dumps(record | ({"decoy_mass": decoy} if decoy else {})))
+    text = teacher_diagnostics(collect_diagnostics(tmp_path / "metrics"))
+    header = next(line for line in text.splitlines() if line.startswith("| Dataset"))
+    assert header.endswith("| Decoy mass cap | Decoy mass uniform |")
+    rows = [line for line in text.splitlines() if "k5-seed0" in line]
+    assert rows[0].endswith("| 0.250 | — | — |") and rows[1].endswith("| 0.250 | 0.500 | 0.125 |")
+
+
 def test_paired_bootstrap_interval_brackets_the_mean_difference(tmp_path: Path):
     root = tmp_path / "metrics"
     shifts = [0.5, 3.0, -1.0, 2.5]
