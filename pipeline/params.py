@@ -210,10 +210,14 @@ class IgParams(_Section):
 
 
 class OracleParams(_Section):
-    """The oracle control's teacher: a cross-entropy student on the full training pool (student.* otherwise)."""
+    """The oracle control's teacher: a cross-entropy student on the training pool, up to a cap (student.* otherwise)."""
 
-    epochs: int = Field(3, gt=0, description="passes over the full training pool")
+    epochs: int = Field(3, gt=0, description="passes over its training sentences")
     batch_size: int = Field(16, gt=0, description="sentences per step")
+    # 2,000 sentences x 3 epochs = 375 steps of 16, minutes on 2 cores; an uncapped 13,000-sentence pool ran > 10 minutes
+    max_train: int | None = Field(
+        2000, gt=0, description="train on at most this many pool sentences (a seeded draw); None = the whole pool"
+    )
 
 
 class PriorsParams(_Section):

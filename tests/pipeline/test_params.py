@@ -45,6 +45,16 @@ def test_wrong_type_names_key_and_value():
         parse_params(raw)
 
 
+def test_the_oracle_pool_cap_is_a_positive_count_or_none():
+    raw = _default()
+    assert parse_params(raw).priors.oracle.max_train == 2000
+    raw["priors"]["oracle"]["max_train"] = None
+    assert parse_params(raw).priors.oracle.max_train is None
+    raw["priors"]["oracle"]["max_train"] = 0
+    with pytest.raises(ConfigError, match=r"^params.yaml: priors\.oracle\.max_train: .*greater than 0"):
+        parse_params(raw)
+
+
 def test_bad_choice_lists_allowed_values():
     raw = _default()
     raw["scoring"]["backend"] = "llamacpp"
