@@ -333,6 +333,17 @@ class ExperimentParams(_Section):
     extra_settings: list[str] = Field([], description="the settings (a subset of settings) where student.extra_priors train")
 
 
+class ResourcesParams(_Section):
+    """How many stages run at once: the one budget of the flow (pipeline/flow.py), `make run` and the Prefect
+    deployment (prefect.yaml). No stage reads it, so changing it reruns nothing."""
+
+    gpu_stages: int = Field(
+        1, ge=1, description="stages that run a model at once (dvc.yaml gives them `device` or `scoring` params): "
+        "the GPU's share, or on a machine without one the cores'"
+    )
+    cpu_stages: int = Field(1, ge=1, description="the other stages at once (data, k-shot draws, priors, fusion, report)")
+
+
 class Params(_Section):
     profile: str = Field(description="name of this parameter set (default, paper, ...)")
     device: Literal["cpu", "cuda", "auto"] = Field("auto", description="auto = cuda when available")
@@ -344,6 +355,7 @@ class Params(_Section):
     student: StudentParams
     adversarial: AdversarialParams = AdversarialParams()
     evaluation: EvaluationParams = EvaluationParams()
+    resources: ResourcesParams = ResourcesParams()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
