@@ -1,17 +1,20 @@
 """The Prefect flow: the stage graph of dvc.yaml, run like `dvc repro` with independent stages in parallel.
 
 DVC stays the one description of the graph and the one record of what is up to date. The flow
-reads the graph through DVC's API, orders it in waves (a stage's upstream all in earlier waves)
-and, wave by wave, under DVC's repository lock:
+reads the graph through DVC's API and takes up each stage as soon as all its upstream stages are
+done (no waves: a slow stage holds back only its own downstream). Under DVC's repository lock it
 
-1. keeps the stages DVC reports changed (checked after the upstream waves were recorded, so a
-   rerun upstream stage with identical outputs leaves its dependents alone, as in `dvc repro`);
-2. removes their outputs, as `dvc repro` does, so no stale file survives in a directory output,
-   and restores those whose exact run DVC's run cache holds;
+1. checks whether DVC reports the stage changed (after its upstream was recorded, so a rerun
+   upstream stage with identical outputs leaves its dependents alone, as in `dvc repro`);
+2. if so, removes its outputs, as `dvc repro` does, so no stale file survives in a directory
+   output, and restores them instead of running it where DVC's run cache holds this exact run;
 
-then, without the lock, runs the other stages' commands concurrently as Prefect tasks, and
-finally records every finished stage in dvc.lock with `dvc commit`'s API. After a flow run
-`dvc status` reports those stages up to date, and after `dvc repro` the flow finds nothing to do.
+then, without the lock, runs the command of a changed stage as a Prefect task, concurrently with
+every other stage that is ready, and records it in dvc.lock with `dvc commit`'s API the moment it
+finishes. So a killed flow leaves every finished stage recorded and the unfinished ones changed:
+the next run resumes where it stopped. A failed stage stops only its downstream; the rest of the
+graph goes on, and the flow then fails naming the stage. After a flow run `dvc status` reports
+the stages up to date, and after `dvc repro` the flow finds nothing to do.
 
 Stage commands run like DVC runs them: in the stage's working directory, with DVC_ROOT and
 DVC_STAGE set, through /bin/sh, with the interpreter running the flow first on PATH (so
@@ -205,11 +208,6 @@ def needs_gpu(stage: PipelineStage) -> bool:
     return any(key.split(".")[0] in _MODEL_PARAMS for key in keys)
 
 
-def waves(graph: nx.DiGraph) -> list[list[PipelineStage]]:
-    """Topological generations from the sources: each stage's upstream lies in earlier waves."""
-    return [sorted(wave, key=lambda stage: stage.name) for wave in nx.topological_generations(graph.reverse(copy=False))]
-
-
 def _pump(stream: IO[str], log: Callable[[str], None], tail: deque[str]) -> None:
     for line in stream:
         line = line.rstrip("\n")
@@ -389,11 +387,53 @@ def _submit(stage: PipelineStage, *, runner: TaskRunner, root: str, marker: str,
     return future
 
 
-def _run_wave(stages: list[PipelineStage], *, runner: TaskRunner, resources: ResourcesParams, root: str, marker: str,
-              share_cores: bool) -> dict[str, BaseException | None]:
-    """Run the stages' commands, as many at once as ``resources`` allows; name -> exception or None."""
-    ready, running, futures = list(stages), [], {}
+def _run_graph(graph: nx.DiGraph, *, repo: Repo, runner: TaskRunner, resources: ResourcesParams, marker: str,
+               share_cores: bool, log: Callable[[str], None]) -> tuple[dict[str, list[str]], list[BaseException]]:
+    """Bring ``graph`` up to date, each stage taken up once its upstream is done (the module's steps 1 and 2).
+
+    Args:
+        graph: the selected stages (DVC's edges: from a stage to its upstream).
+        repo: the DVC repository, locked only to decide and record.
+        runner: runs the commands; at most ``resources`` allows run at once.
+        resources: the stage budget.
+        marker: this run's :func:`checkout_marker`.
+        share_cores: give the stages started together a share of the cores (the thread runner).
+        log: the flow's logger.
+
+    Returns:
+        (stage names by outcome, as :func:`capflow` returns them; the failed stages' errors, in the order they failed).
+    """
+    summary: dict[str, list[str]] = {"ran": [], "restored": [], "up_to_date": []}
+    finished: set[PipelineStage] = set()
+    ready: list[PipelineStage] = []
+    running: list[PipelineStage] = []
+    futures = {}
+    errors: list[BaseException] = []
     done: queue.Queue[PipelineStage] = queue.Queue()
+
+    def unblocked(stage: PipelineStage) -> list[PipelineStage]:
+        # the downstream stages whose last unfinished upstream was ``stage``
+        return sorted((d for d in graph.predecessors(stage) if all(u in finished for u in graph.successors(d))),
+                      key=lambda d: d.name)
+
+    def take_up(stages: list[PipelineStage]) -> None:
+        """Steps 1 and 2 for stages whose upstream is done, then for those that this leaves unblocked; under the lock."""
+        todo = deque(stages)
+        while todo:
+            stage = todo.popleft()
+            if stage.changed():
+                if not _remove_or_restore(repo, stage):
+                    ready.append(stage)
+                    continue
+                repo.commit(stage.addressing, force=True)
+                summary["restored"].append(stage.name)
+            else:
+                summary["up_to_date"].append(stage.name)
+            finished.add(stage)
+            todo.extend(unblocked(stage))
+
+    with lock_repo(repo):
+        take_up(sorted((stage for stage in graph if not any(graph.successors(stage))), key=lambda stage: stage.name))
     while ready or running:
         start = admit(ready, running, resources=resources)
         # Dask workers size their own threads (one per worker process)
@@ -401,10 +441,21 @@ def _run_wave(stages: list[PipelineStage], *, runner: TaskRunner, resources: Res
         for stage in start:
             ready.remove(stage)
             running.append(stage)
-            futures[stage.name] = _submit(stage, runner=runner, root=root, marker=marker, threads=threads, done=done)
-        running.remove(done.get())
-    results = {name: future.result(raise_on_failure=False) for name, future in futures.items()}
-    return {name: result if isinstance(result, BaseException) else None for name, result in results.items()}
+            futures[stage] = _submit(stage, runner=runner, root=repo.root_dir, marker=marker, threads=threads, done=done)
+        if start:
+            log(f"started {', '.join(stage.name for stage in start)}; {len(running)} running, {len(ready)} waiting")
+        stage = done.get()
+        running.remove(stage)
+        result = futures.pop(stage).result(raise_on_failure=False)
+        if isinstance(result, BaseException):
+            errors.append(result)  # its downstream never becomes unblocked
+            continue
+        with lock_repo(repo):
+            repo.commit(stage.addressing, force=True)
+            summary["ran"].append(stage.name)
+            finished.add(stage)
+            take_up(unblocked(stage))
+    return summary, errors
 
 
 @flow(name="capflow")
@@ -441,43 +492,25 @@ def capflow(
 
     Raises:
         ConfigError: a bad profile, target, filter or runner option, before any stage runs.
-        StageError: a stage failed, or a worker cannot see the checkout; the stages finished in its
-            wave are recorded, none downstream runs.
+        StageError: a stage failed, or a worker cannot see the checkout (the first to fail, and how
+            many more did); every other stage finished and was recorded, none downstream of a failure ran.
     """
     logger = get_run_logger()
     check_profile(profile)
     resources = load_params().resources
     stage_runner = task_runner(runner=runner, resources=resources, dask_address=dask_address, dask_workers=dask_workers)
     filters = {"datasets": datasets, "settings": settings, "objectives": objectives, "priors": priors, "seeds": seeds}
-    summary: dict[str, list[str]] = {"ran": [], "restored": [], "up_to_date": []}
     # the runner starts its Dask cluster or client at the first submission, not here
     with Repo(".") as repo, stage_runner, checkout_marker(repo) as marker:
         with lock_repo(repo):
-            plan = waves(select_stages(get_active_graph(repo.index.graph), targets=targets, filters=filters))
-        logger.info("%d stages selected in %d waves", sum(map(len, plan)), len(plan))
-        for number, wave in enumerate(plan, 1):
-            with lock_repo(repo):
-                changed = [stage for stage in wave if stage.changed()]
-                restored = [stage for stage in changed if _remove_or_restore(repo, stage)]
-            to_run = [stage for stage in changed if stage not in restored]
-            names = f" ({', '.join(stage.name for stage in to_run)})" if to_run else ""
-            logger.info(
-                "wave %d/%d: %d to run%s, %d restored from the run cache, %d up to date",
-                number, len(plan), len(to_run), names, len(restored), len(wave) - len(changed),
-            )
-            errors = _run_wave(to_run, runner=stage_runner, resources=resources, root=repo.root_dir, marker=marker,
-                               share_cores=runner == "threads") if to_run else {}
-            ran = [stage for stage in to_run if errors[stage.name] is None]
-            with lock_repo(repo):
-                for stage in restored + ran:
-                    repo.commit(stage.addressing, force=True)
-            summary["ran"] += [stage.name for stage in ran]
-            summary["restored"] += [stage.name for stage in restored]
-            summary["up_to_date"] += [stage.name for stage in wave if stage not in changed]
-            failed = [error for error in errors.values() if error is not None]
-            if failed:
-                more = f" (and {len(failed) - 1} more in wave {number})" if len(failed) > 1 else ""
-                raise StageError(f"{failed[0]}{more}")
+            graph = select_stages(get_active_graph(repo.index.graph), targets=targets, filters=filters)
+        logger.info("%d stages selected", len(graph))
+        summary, errors = _run_graph(graph, repo=repo, runner=stage_runner, resources=resources, marker=marker,
+                                     share_cores=runner == "threads", log=logger.info)
+    if errors:
+        stopped = len(graph) - sum(map(len, summary.values())) - len(errors)
+        logger.error("%d stages failed, %d downstream of them not run", len(errors), stopped)
+        raise StageError(f"{errors[0]}{f' (and {len(errors) - 1} more)' if len(errors) > 1 else ''}")
     logger.info("done: %d ran, %d restored, %d up to date", *map(len, summary.values()))
     return summary
 

@@ -40,7 +40,6 @@ from pipeline.flow import (
     task_run_name,
     task_runner,
     threads_per_stage,
-    waves,
 )
 from pipeline.params import ResourcesParams
 from tests.conftest import REPO, edit_params, make_project
@@ -278,10 +277,7 @@ def test_selection_follows_the_dvc_graph(project: Path) -> None:
         assert "evaluate@banking77_mini-k5-seed0-baseline-0" in cap
         assert not any(name.startswith("guided@") and not name.endswith("-cap-0") for name in cap)
 
-        plan = waves(cap_ig)
-        wave_of = {stage: number for number, wave in enumerate(plan) for stage in wave}
-        assert all(wave_of[upstream] < wave_of[stage] for stage in cap_ig for upstream in cap_ig.successors(stage))
-        assert names(plan[0]) == ["data@banking77_mini"]
+        assert names(stage for stage in cap_ig if not any(cap_ig.successors(stage))) == ["data@banking77_mini"]
 
         guided = next(stage for stage in graph if stage.name == "guided@banking77_mini-k5-seed0-cap+ig-0")
         assert task_run_name(guided) == "guided · banking77_mini · k5-seed0 · cap+ig · seed 0"
@@ -367,3 +363,51 @@ def test_the_flow_runs_no_more_stages_at_once_than_params_resources_allow(
     spans = {path.name: tuple(map(int, path.read_text().split())) for path in Path("runs").iterdir()}
     assert most_at_once([spans[name] for name in model]) == gpu_stages
     assert most_at_once([spans[name] for name in other]) == cpu_stages
+
+
+
+def chain_and_a_slow_branch(cmd: str = RECORD) -> dict[str, dict]:
+    """first -> second, and an independent slow stage (3 s more) beside them."""
+    return {
+        "first": {"cmd": cmd, "outs": ["out/first"]},
+        "second": {"cmd": cmd, "deps": ["out/first"], "outs": ["out/second"]},
+        "slow": {"cmd": f"sleep 3 && {RECORD}", "outs": ["out/slow"]},
+    }
+
+
+@pytest.mark.slow
+def test_a_stage_starts_when_its_own_upstream_is_done_not_when_a_wave_is(
+    tmp_path: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_project(tmp_path, chain_and_a_slow_branch(), edit=lambda raw: raw.update(resources={"gpu_stages": 1, "cpu_stages": 2}))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    assert capflow()["ran"] == ["first", "second", "slow"]  # in the order they finished
+    (first_start, first_end), (second_start, _), (_, slow_end) = (
+        tuple(map(int, Path("runs", name).read_text().split())) for name in ("first", "second", "slow"))
+    assert first_end <= second_start < slow_end  # in waves, second would have waited for slow
+
+
+@pytest.mark.slow
+def test_a_failed_stage_stops_its_downstream_only_and_a_rerun_resumes(
+    tmp_path: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = 'test -f fixed || { echo "capflow: error: first is broken" >&2; exit 2; }; ' + RECORD
+    fake_project(tmp_path, chain_and_a_slow_branch(failing))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(StageError) as failure:
+        capflow()
+    assert str(failure.value) == "stage first failed (exit 2): capflow: error: first is broken"
+    assert sorted(path.name for path in Path("runs").iterdir()) == ["slow"]  # second never ran; slow did
+    with Repo(".") as repo:
+        assert sorted(repo.status()) == ["first", "second"]  # slow was recorded
+
+    Path("fixed").touch()
+    assert capflow() == {"ran": ["first", "second"], "restored": [], "up_to_date": ["slow"]}
+    with Repo(".") as repo:
+        assert repo.status() == {}
