@@ -8,15 +8,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 ifeq ($(PROFILE),default)
 export HF_HUB_OFFLINE := 1
 endif
-# CPU profiles run JOBS independent stages at once (pipeline/flow.py), each with an equal share of the
-# cores (pipeline.flow.threads_per_stage): their small stages spend half their time importing torch,
-# which one core does alone. The paper profile defaults to JOBS=1, plain `dvc repro`: two stages
-# would share one GPU. Prefect's analytics are off: offline they only log an error.
-ifeq ($(PROFILE),paper)
-JOBS ?= 1
-else
-JOBS ?= 2
-endif
+# `make run` is the Prefect flow (pipeline/flow.py): independent stages at once, as many as params.yaml's
+# `resources` allows (gpu_stages that run a model, cpu_stages others; the paper profile: one model stage
+# on its GPU), each with an equal share of the cores (pipeline.flow.threads_per_stage): small stages
+# spend half their time importing torch, which one core does alone. Prefect's analytics are off:
+# offline they only log an error.
 
 .PHONY: install run test test-vllm test-gpu bench clean
 
@@ -45,11 +41,7 @@ run: install
 ifneq ($(PROFILE),default)
 	cp profiles/$(PROFILE).yaml params.yaml
 endif
-ifeq ($(JOBS),1)
-	dvc repro
-else
-	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) -m pipeline.flow --max-concurrency $(JOBS)
-endif
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) -m pipeline.flow
 
 test: install
 	$(VENV)/bin/ruff check .

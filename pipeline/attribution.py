@@ -27,6 +27,8 @@ import torch
 from torch import Tensor
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
+from pipeline.progress import progress
+
 
 def encode_words(
     tokenizer: PreTrainedTokenizerBase,
@@ -312,13 +314,15 @@ def word_scores(
     was_training = model.training
     model.eval()
     out: list[np.ndarray] = [np.zeros(0)] * len(sentences)
-    for rows in length_batches(sentences, batch_size=batch_size):
-        chunk = [sentences[i] for i in rows]
-        encoding, word_index = encode_words(tokenizer, chunk, max_length=max_length, device=device)
-        words, _ = tokens_to_words(attribute(encoding, word_index, rows), word_index, n_words=max(len(w) for w in chunk))
-        words = words.detach().double().cpu().numpy()
-        for i, row in enumerate(rows):
-            out[row] = words[i, : len(chunk[i])].copy()
+    with progress(total=len(sentences), desc="attribution", unit="sentences") as update:
+        for rows in length_batches(sentences, batch_size=batch_size):
+            chunk = [sentences[i] for i in rows]
+            encoding, word_index = encode_words(tokenizer, chunk, max_length=max_length, device=device)
+            words, _ = tokens_to_words(attribute(encoding, word_index, rows), word_index, n_words=max(len(w) for w in chunk))
+            words = words.detach().double().cpu().numpy()
+            for i, row in enumerate(rows):
+                out[row] = words[i, : len(chunk[i])].copy()
+            update(len(rows))
     model.train(was_training)
     return out
 

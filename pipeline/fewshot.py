@@ -14,6 +14,14 @@ def training_pool(train: pl.DataFrame, validation: pl.DataFrame) -> pl.DataFrame
     return train.filter(~pl.col("id").is_in(validation["id"].implode()))
 
 
+def capped_pool(pool: pl.DataFrame, *, max_rows: int | None, seed: int) -> pl.DataFrame:
+    """At most ``max_rows`` rows of ``pool``: ``pool`` itself when it is no larger (or ``max_rows`` is None), else a
+    uniform draw for ``seed`` from id order, so it depends only on the data and the seed, returned in id order."""
+    if max_rows is None or len(pool) <= max_rows:
+        return pool
+    return pool.sort("id").sample(n=max_rows, seed=seed).sort("id")
+
+
 def k_shot(pool: pl.DataFrame, *, k: int, seed: int) -> pl.DataFrame:
     """Draw exactly ``k`` rows per label, deterministically for ``seed``.
 

@@ -1,29 +1,37 @@
 """The Prefect flow: the stage graph of dvc.yaml, run like `dvc repro` with independent stages in parallel.
 
 DVC stays the one description of the graph and the one record of what is up to date. The flow
-reads the graph through DVC's API, orders it in waves (a stage's upstream all in earlier waves)
-and, wave by wave, under DVC's repository lock:
+reads the graph through DVC's API and takes up each stage as soon as all its upstream stages are
+done (no waves: a slow stage holds back only its own downstream). Under DVC's repository lock it
 
-1. keeps the stages DVC reports changed (checked after the upstream waves were recorded, so a
-   rerun upstream stage with identical outputs leaves its dependents alone, as in `dvc repro`);
-2. removes their outputs, as `dvc repro` does, so no stale file survives in a directory output,
-   and restores those whose exact run DVC's run cache holds;
+1. checks whether DVC reports the stage changed (after its upstream was recorded, so a rerun
+   upstream stage with identical outputs leaves its dependents alone, as in `dvc repro`);
+2. if so, removes its outputs, as `dvc repro` does, so no stale file survives in a directory
+   output, and restores them instead of running it where DVC's run cache holds this exact run;
 
-then, without the lock, runs the other stages' commands concurrently as Prefect tasks, and
-finally records every finished stage in dvc.lock with `dvc commit`'s API. After a flow run
-`dvc status` reports those stages up to date, and after `dvc repro` the flow finds nothing to do.
+then, without the lock, runs the command of a changed stage as a Prefect task, concurrently with
+every other stage that is ready, and records it in dvc.lock with `dvc commit`'s API the moment it
+finishes. So a killed flow leaves every finished stage recorded and the unfinished ones changed:
+the next run resumes where it stopped. A failed stage stops only its downstream; the rest of the
+graph goes on, and the flow then fails naming the stage. After a flow run `dvc status` reports
+the stages up to date, and after `dvc repro` the flow finds nothing to do.
 
 Stage commands run like DVC runs them: in the stage's working directory, with DVC_ROOT and
 DVC_STAGE set, through /bin/sh, with the interpreter running the flow first on PATH (so
 ``python`` is the project's environment, as `make run` arranges with .venv/bin).
 
+How many stages run at once is params.yaml's ``resources`` (``pipeline.params.ResourcesParams``), the
+one budget that `make run` and the Prefect deployment use too: at most ``gpu_stages`` stages that run a
+model (:func:`needs_gpu`: dvc.yaml gives them a ``device`` or ``scoring`` parameter) and at most
+``cpu_stages`` others; the flow submits no more than that, whatever the task runner.
+
 Stage commands run on a task runner chosen per run: threads of the flow's process (``--runner
-threads``, the default; each stage of a wave gets an equal share of the cores as its OpenMP threads,
+threads``, the default; the stages submitted together share the cores as their OpenMP threads,
 unless ``OMP_NUM_THREADS`` is set) or Dask workers through prefect-dask's DaskTaskRunner (``--runner dask``,
 on a temporary local cluster of ``--dask-workers`` processes or on a running scheduler's workers,
-``--dask-address tcp://host:8786``). Stages that need a GPU (``GPU_STAGES``) ask Dask for the
-worker resource ``GPU: 1``, so a worker started with ``--resources GPU=1`` runs one of them at a
-time; the local cluster's workers declare one GPU slot each, so those stages also run on a
+``--dask-address tcp://host:8786``). Stages that need a GPU also ask Dask for the worker resource
+``GPU: 1``, so only a worker started with ``--resources GPU=1`` runs them, one at a time;
+the local cluster's workers declare one GPU slot each, so those stages also run on a
 machine without a GPU (on its CPU). The coordinator keeps DVC's contract: it alone decides what
 to run and records results under DVC's lock; workers only run stage commands, in the same
 checkout on a shared filesystem (same absolute path on every host). A worker checks that
@@ -37,6 +45,7 @@ temporary server) or deploy it with prefect.yaml.
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -52,6 +61,7 @@ from uuid import uuid4
 import dask
 import distributed
 import networkx as nx
+from dvc.dependency.param import ParamsDependency
 from dvc.parsing import MatrixDefinition, split_group_name
 from dvc.repo import Repo, lock_repo
 from dvc.repo.reproduce import get_active_graph
@@ -63,7 +73,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from pipeline.errors import CapflowError, ConfigError
-from pipeline.params import PARAMS_FILE
+from pipeline.params import PARAMS_FILE, ResourcesParams, load_params
 
 PROFILES = Path("profiles")
 # Flow filter -> the dvc.yaml matrix item key it selects on.
@@ -71,12 +81,8 @@ _FILTER_KEYS = {"datasets": "dataset", "settings": "setting", "objectives": "obj
 # LLM scoring is the stage with transient failures (a shared GPU out of memory, a server timing out).
 _RETRIES = {"score": 2}
 _RETRY_DELAY_S = 30
-# The dvc.yaml stage groups that run a model (training, LLM scoring, IG prior, evaluation, the
-# adversarial stage's LLM generator, heatmaps' priors and students): each holds one GPU on Dask.
-GPU_STAGES = frozenset({
-    "score", "train", "ig_prior", "oracle_teacher", "controls", "diagnostics", "adversarial", "guided", "guided_extra",
-    "evaluate", "evaluate_guided", "evaluate_guided_extra", "attack", "heatmaps",
-})
+# a stage that runs a model says where (``device``: torch) or with which LLM (``scoring.*``) in its dvc.yaml params
+_MODEL_PARAMS = ("device", "scoring")
 _GPU = {"GPU": 1}
 _STDERR_TAIL = 20
 
@@ -192,9 +198,14 @@ def select_stages(
     return _upstream_closure(graph, kept)
 
 
-def waves(graph: nx.DiGraph) -> list[list[PipelineStage]]:
-    """Topological generations from the sources: each stage's upstream lies in earlier waves."""
-    return [sorted(wave, key=lambda stage: stage.name) for wave in nx.topological_generations(graph.reverse(copy=False))]
+def needs_gpu(stage: PipelineStage) -> bool:
+    """Whether a stage runs a model, so takes one of ``resources.gpu_stages`` and a Dask worker's ``GPU`` slot.
+
+    Read from the stage's params in dvc.yaml, the one description of the graph: a ``device`` or
+    ``scoring`` key says it loads a torch model or the LLM.
+    """
+    keys = (key for dep in stage.deps if isinstance(dep, ParamsDependency) for key in dep.params)
+    return any(key.split(".")[0] in _MODEL_PARAMS for key in keys)
 
 
 def _pump(stream: IO[str], log: Callable[[str], None], tail: deque[str]) -> None:
@@ -296,13 +307,13 @@ def _remove_or_restore(repo: Repo, stage: PipelineStage) -> bool:
 
 
 def task_runner(
-    *, runner: Literal["threads", "dask"], max_concurrency: int, dask_address: str | None, dask_workers: int | None
+    *, runner: Literal["threads", "dask"], resources: ResourcesParams, dask_address: str | None, dask_workers: int | None
 ) -> TaskRunner:
     """The task runner that runs the stage commands, validated before any stage runs.
 
     Args:
         runner: "threads" (a pool in the flow's process) or "dask" (prefect-dask's DaskTaskRunner).
-        max_concurrency: the thread pool's size (threads only).
+        resources: the stages at once; the thread pool holds them all (threads only).
         dask_address: a running Dask scheduler, e.g. "tcp://10.0.0.1:8786" (dask only); its workers
             run the stages, and those started with ``--resources GPU=1`` run the GPU stages.
         dask_workers: processes of a temporary local Dask cluster (dask without an address;
@@ -315,13 +326,11 @@ def task_runner(
     Raises:
         ConfigError: an option that does not fit the runner, or a size below 1; it names the option.
     """
-    if max_concurrency < 1:
-        raise ConfigError(f"max_concurrency: must be at least 1 (got {max_concurrency})")
     if runner == "threads":
         for option, value in (("dask_address", dask_address), ("dask_workers", dask_workers)):
             if value is not None:
                 raise ConfigError(f"{option}: only with runner=dask (got {value!r} with runner=threads)")
-        return ThreadPoolTaskRunner(max_workers=max_concurrency)
+        return ThreadPoolTaskRunner(max_workers=resources.gpu_stages + resources.cpu_stages)
     if dask_address is not None:
         if dask_workers is not None:
             raise ConfigError(f"dask_workers: sizes a local cluster, not one at dask_address {dask_address!r}; drop one")
@@ -335,36 +344,118 @@ def task_runner(
     return DaskTaskRunner(cluster_kwargs=cluster)
 
 
-def threads_per_stage(stages: int, *, max_concurrency: int, cores: int | None = None) -> int | None:
-    """Each stage's share of this machine's cores when ``stages`` of a wave run on the thread runner.
+def threads_per_stage(stages: int, *, cores: int | None = None) -> int | None:
+    """Each stage's share of this machine's cores when ``stages`` run at once on the thread runner.
 
     Two torch processes with a thread per core each oversubscribe the cores (a stage measured 7x
-    slower); one thread each leaves a core idle when a wave has one stage. None when the environment
+    slower); one thread each leaves a core idle when a stage runs alone. None when the environment
     fixes ``OMP_NUM_THREADS`` itself.
     """
     if "OMP_NUM_THREADS" in os.environ:
         return None
     cores = cores or os.cpu_count() or 1
-    return max(1, cores // max(1, min(stages, max_concurrency)))
+    return max(1, cores // max(1, stages))
 
 
-def _run_wave(stages: list[PipelineStage], *, runner: TaskRunner, root: str, marker: str,
-              threads: int | None) -> dict[str, BaseException | None]:
-    """Submit the stages' commands to ``runner``, GPU stages annotated for Dask; name -> exception or None."""
+def admit(ready: list[PipelineStage], running: list[PipelineStage], *, resources: ResourcesParams) -> list[PipelineStage]:
+    """The ready stages to start now, in order, without more than ``resources`` allows of either kind at once."""
+    free = {True: resources.gpu_stages, False: resources.cpu_stages}
+    for stage in running:
+        free[needs_gpu(stage)] -= 1
+    admitted = []
+    for stage in ready:
+        if free[needs_gpu(stage)] > 0:
+            free[needs_gpu(stage)] -= 1
+            admitted.append(stage)
+    return admitted
+
+
+def _submit(stage: PipelineStage, *, runner: TaskRunner, root: str, marker: str, threads: int | None,
+            done: queue.Queue[PipelineStage]):
+    """Submit the stage's commands to ``runner`` (a GPU stage annotated for Dask); ``done`` gets it when it ends."""
+    group = split_group_name(stage.name)[0]
+    options = {"retries": _RETRIES[group], "retry_delay_seconds": _RETRY_DELAY_S} if group in _RETRIES else {}
+    commands = stage.cmd if isinstance(stage.cmd, list) else stage.cmd.splitlines()
+    # Dask's Client.submit reads the annotations in effect; the thread pool ignores them
+    with dask.annotate(resources=_GPU) if needs_gpu(stage) else nullcontext():
+        future = runner.submit(
+            run_stage.with_options(name=group, task_run_name=task_run_name(stage), **options),
+            {"name": stage.name, "commands": commands, "wdir": stage.wdir, "root": root, "marker": marker,
+             "threads": threads},
+        )
+    future.add_done_callback(lambda _: done.put(stage))
+    return future
+
+
+def _run_graph(graph: nx.DiGraph, *, repo: Repo, runner: TaskRunner, resources: ResourcesParams, marker: str,
+               share_cores: bool, log: Callable[[str], None]) -> tuple[dict[str, list[str]], list[BaseException]]:
+    """Bring ``graph`` up to date, each stage taken up once its upstream is done (the module's steps 1 and 2).
+
+    Args:
+        graph: the selected stages (DVC's edges: from a stage to its upstream).
+        repo: the DVC repository, locked only to decide and record.
+        runner: runs the commands; at most ``resources`` allows run at once.
+        resources: the stage budget.
+        marker: this run's :func:`checkout_marker`.
+        share_cores: give the stages started together a share of the cores (the thread runner).
+        log: the flow's logger.
+
+    Returns:
+        (stage names by outcome, as :func:`capflow` returns them; the failed stages' errors, in the order they failed).
+    """
+    summary: dict[str, list[str]] = {"ran": [], "restored": [], "up_to_date": []}
+    finished: set[PipelineStage] = set()
+    ready: list[PipelineStage] = []
+    running: list[PipelineStage] = []
     futures = {}
-    for stage in stages:
-        group = split_group_name(stage.name)[0]
-        options = {"retries": _RETRIES[group], "retry_delay_seconds": _RETRY_DELAY_S} if group in _RETRIES else {}
-        commands = stage.cmd if isinstance(stage.cmd, list) else stage.cmd.splitlines()
-        # Dask's Client.submit reads the annotations in effect; the thread pool ignores them
-        with dask.annotate(resources=_GPU) if group in GPU_STAGES else nullcontext():
-            futures[stage.name] = runner.submit(
-                run_stage.with_options(name=group, task_run_name=task_run_name(stage), **options),
-                {"name": stage.name, "commands": commands, "wdir": stage.wdir, "root": root, "marker": marker,
-                 "threads": threads},
-            )
-    results = {name: future.result(raise_on_failure=False) for name, future in futures.items()}
-    return {name: result if isinstance(result, BaseException) else None for name, result in results.items()}
+    errors: list[BaseException] = []
+    done: queue.Queue[PipelineStage] = queue.Queue()
+
+    def unblocked(stage: PipelineStage) -> list[PipelineStage]:
+        # the downstream stages whose last unfinished upstream was ``stage``
+        return sorted((d for d in graph.predecessors(stage) if all(u in finished for u in graph.successors(d))),
+                      key=lambda d: d.name)
+
+    def take_up(stages: list[PipelineStage]) -> None:
+        """Steps 1 and 2 for stages whose upstream is done, then for those that this leaves unblocked; under the lock."""
+        todo = deque(stages)
+        while todo:
+            stage = todo.popleft()
+            if stage.changed():
+                if not _remove_or_restore(repo, stage):
+                    ready.append(stage)
+                    continue
+                repo.commit(stage.addressing, force=True)
+                summary["restored"].append(stage.name)
+            else:
+                summary["up_to_date"].append(stage.name)
+            finished.add(stage)
+            todo.extend(unblocked(stage))
+
+    with lock_repo(repo):
+        take_up(sorted((stage for stage in graph if not any(graph.successors(stage))), key=lambda stage: stage.name))
+    while ready or running:
+        start = admit(ready, running, resources=resources)
+        # Dask workers size their own threads (one per worker process)
+        threads = threads_per_stage(len(running) + len(start)) if share_cores else None
+        for stage in start:
+            ready.remove(stage)
+            running.append(stage)
+            futures[stage] = _submit(stage, runner=runner, root=repo.root_dir, marker=marker, threads=threads, done=done)
+        if start:
+            log(f"started {', '.join(stage.name for stage in start)}; {len(running)} running, {len(ready)} waiting")
+        stage = done.get()
+        running.remove(stage)
+        result = futures.pop(stage).result(raise_on_failure=False)
+        if isinstance(result, BaseException):
+            errors.append(result)  # its downstream never becomes unblocked
+            continue
+        with lock_repo(repo):
+            repo.commit(stage.addressing, force=True)
+            summary["ran"].append(stage.name)
+            finished.add(stage)
+            take_up(unblocked(stage))
+    return summary, errors
 
 
 @flow(name="capflow")
@@ -376,7 +467,6 @@ def capflow(
     priors: list[str] | None = None,
     seeds: list[int] | None = None,
     targets: list[str] | None = None,
-    max_concurrency: int = 2,
     runner: Literal["threads", "dask"] = "threads",
     dask_address: str | None = None,
     dask_workers: int | None = None,
@@ -393,8 +483,6 @@ def capflow(
         seeds: only these training seeds (student.seeds).
         targets: only these stages (names, groups like "fewshot", or "guided@banking77_mini")
             and their upstream.
-        max_concurrency: stages run at once by the thread runner (2 on a laptop; on one GPU, as
-            many as fit).
         runner: "threads" (this process) or "dask" (Dask workers; GPU stages hold a GPU resource).
         dask_address: a running Dask scheduler whose workers run the stages (runner=dask).
         dask_workers: else the size of a temporary local Dask cluster (runner=dask; default 2).
@@ -404,46 +492,25 @@ def capflow(
 
     Raises:
         ConfigError: a bad profile, target, filter or runner option, before any stage runs.
-        StageError: a stage failed, or a worker cannot see the checkout; the stages finished in its
-            wave are recorded, none downstream runs.
+        StageError: a stage failed, or a worker cannot see the checkout (the first to fail, and how
+            many more did); every other stage finished and was recorded, none downstream of a failure ran.
     """
     logger = get_run_logger()
-    stage_runner = task_runner(
-        runner=runner, max_concurrency=max_concurrency, dask_address=dask_address, dask_workers=dask_workers
-    )
     check_profile(profile)
+    resources = load_params().resources
+    stage_runner = task_runner(runner=runner, resources=resources, dask_address=dask_address, dask_workers=dask_workers)
     filters = {"datasets": datasets, "settings": settings, "objectives": objectives, "priors": priors, "seeds": seeds}
-    summary: dict[str, list[str]] = {"ran": [], "restored": [], "up_to_date": []}
     # the runner starts its Dask cluster or client at the first submission, not here
     with Repo(".") as repo, stage_runner, checkout_marker(repo) as marker:
         with lock_repo(repo):
-            plan = waves(select_stages(get_active_graph(repo.index.graph), targets=targets, filters=filters))
-        logger.info("%d stages selected in %d waves", sum(map(len, plan)), len(plan))
-        for number, wave in enumerate(plan, 1):
-            with lock_repo(repo):
-                changed = [stage for stage in wave if stage.changed()]
-                restored = [stage for stage in changed if _remove_or_restore(repo, stage)]
-            to_run = [stage for stage in changed if stage not in restored]
-            names = f" ({', '.join(stage.name for stage in to_run)})" if to_run else ""
-            logger.info(
-                "wave %d/%d: %d to run%s, %d restored from the run cache, %d up to date",
-                number, len(plan), len(to_run), names, len(restored), len(wave) - len(changed),
-            )
-            # Dask workers size their own threads (one per worker process)
-            threads = threads_per_stage(len(to_run), max_concurrency=max_concurrency) if runner == "threads" else None
-            errors = _run_wave(to_run, runner=stage_runner, root=repo.root_dir, marker=marker,
-                               threads=threads) if to_run else {}
-            ran = [stage for stage in to_run if errors[stage.name] is None]
-            with lock_repo(repo):
-                for stage in restored + ran:
-                    repo.commit(stage.addressing, force=True)
-            summary["ran"] += [stage.name for stage in ran]
-            summary["restored"] += [stage.name for stage in restored]
-            summary["up_to_date"] += [stage.name for stage in wave if stage not in changed]
-            failed = [error for error in errors.values() if error is not None]
-            if failed:
-                more = f" (and {len(failed) - 1} more in wave {number})" if len(failed) > 1 else ""
-                raise StageError(f"{failed[0]}{more}")
+            graph = select_stages(get_active_graph(repo.index.graph), targets=targets, filters=filters)
+        logger.info("%d stages selected", len(graph))
+        summary, errors = _run_graph(graph, repo=repo, runner=stage_runner, resources=resources, marker=marker,
+                                     share_cores=runner == "threads", log=logger.info)
+    if errors:
+        stopped = len(graph) - sum(map(len, summary.values())) - len(errors)
+        logger.error("%d stages failed, %d downstream of them not run", len(errors), stopped)
+        raise StageError(f"{errors[0]}{f' (and {len(errors) - 1} more)' if len(errors) > 1 else ''}")
     logger.info("done: %d ran, %d restored, %d up to date", *map(len, summary.values()))
     return summary
 

@@ -210,10 +210,14 @@ class IgParams(_Section):
 
 
 class OracleParams(_Section):
-    """The oracle control's teacher: a cross-entropy student on the full training pool (student.* otherwise)."""
+    """The oracle control's teacher: a cross-entropy student on the training pool, up to a cap (student.* otherwise)."""
 
-    epochs: int = Field(3, gt=0, description="passes over the full training pool")
+    epochs: int = Field(3, gt=0, description="passes over its training sentences")
     batch_size: int = Field(16, gt=0, description="sentences per step")
+    # 2,000 sentences x 3 epochs = 375 steps of 16, minutes on 2 cores; an uncapped 13,000-sentence pool ran > 10 minutes
+    max_train: int | None = Field(
+        2000, gt=0, description="train on at most this many pool sentences (a seeded draw); None = the whole pool"
+    )
 
 
 class PriorsParams(_Section):
@@ -329,6 +333,17 @@ class ExperimentParams(_Section):
     extra_settings: list[str] = Field([], description="the settings (a subset of settings) where student.extra_priors train")
 
 
+class ResourcesParams(_Section):
+    """How many stages run at once: the one budget of the flow (pipeline/flow.py), `make run` and the Prefect
+    deployment (prefect.yaml). No stage reads it, so changing it reruns nothing."""
+
+    gpu_stages: int = Field(
+        1, ge=1, description="stages that run a model at once (dvc.yaml gives them `device` or `scoring` params): "
+        "the GPU's share, or on a machine without one the cores'"
+    )
+    cpu_stages: int = Field(1, ge=1, description="the other stages at once (data, k-shot draws, priors, fusion, report)")
+
+
 class Params(_Section):
     profile: str = Field(description="name of this parameter set (default, paper, ...)")
     device: Literal["cpu", "cuda", "auto"] = Field("auto", description="auto = cuda when available")
@@ -340,6 +355,7 @@ class Params(_Section):
     student: StudentParams
     adversarial: AdversarialParams = AdversarialParams()
     evaluation: EvaluationParams = EvaluationParams()
+    resources: ResourcesParams = ResourcesParams()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:

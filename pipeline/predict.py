@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pipeline.attribution import encode_words, length_batches
+from pipeline.progress import progress
 
 
 @torch.no_grad()
@@ -38,9 +39,11 @@ def predict_proba(
     was_training = model.training
     model.to(device).eval()
     out = np.zeros((len(sentences), model.config.num_labels))
-    for rows in length_batches(sentences, batch_size=batch_size):
-        encoding, _ = encode_words(tokenizer, [sentences[i] for i in rows], max_length=max_length, device=device)
-        logits = model(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"]).logits
-        out[rows] = logits.float().softmax(-1).cpu().double().numpy()
+    with progress(total=len(sentences), desc="prediction", unit="sentences") as update:
+        for rows in length_batches(sentences, batch_size=batch_size):
+            encoding, _ = encode_words(tokenizer, [sentences[i] for i in rows], max_length=max_length, device=device)
+            logits = model(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"]).logits
+            out[rows] = logits.float().softmax(-1).cpu().double().numpy()
+            update(len(rows))
     model.train(was_training)
     return out

@@ -498,7 +498,18 @@ def paper_comparison(frame: pl.DataFrame) -> str:
     return "\n".join(lines + missing + [""])
 
 
-def write_report(*, metrics_dir: Path, out: Path, ceilings: dict[str, str] | None = None) -> Path:
+def oracle_note(frame: pl.DataFrame, *, max_train: int | None) -> str:
+    """What the oracle control's teacher was trained on, where a student with the oracle prior was evaluated
+    (``priors.oracle.max_train``; empty string otherwise)."""
+    if not any(parse_model_name(method)[1] == "oracle" for method in frame["method"].unique()):
+        return ""
+    pool = "the whole training pool" if max_train is None else f"at most {max_train} sentences of the training pool"
+    return (f"{DISPLAY_NAMES['oracle']}: IG of a cross-entropy teacher trained on {pool} of its dataset "
+            f"(`priors.oracle.max_train: {max_train}`).\n")
+
+
+def write_report(*, metrics_dir: Path, out: Path, ceilings: dict[str, str] | None = None,
+                 oracle_max_train: int | None = None) -> Path:
     """Write ``out/results.md`` and the DVC plots files ``out/accuracy_by_method.csv`` and
     ``out/positive_controls.csv`` (``positive_controls_plot``), atomically.
 
@@ -506,6 +517,7 @@ def write_report(*, metrics_dir: Path, out: Path, ceilings: dict[str, str] | Non
         metrics_dir: the directory read by ``collect``.
         out: the report directory (created if missing).
         ceilings: decoy dataset -> its ceiling twin (``positive_controls``).
+        oracle_max_train: the oracle teacher's pool cap (``priors.oracle.max_train``; ``oracle_note``).
 
     Returns:
         the path of results.md.
@@ -520,6 +532,7 @@ def write_report(*, metrics_dir: Path, out: Path, ceilings: dict[str, str] | Non
             "",
             f"Generated from {len(frame)} metrics files under `{Path(metrics_dir).as_posix()}`.",
             "",
+            oracle_note(frame, max_train=oracle_max_train),
             results_table(frame),
             paired_tests(frame),
             further_metrics(frame),

@@ -27,6 +27,7 @@ from pipeline.attribution import encode_words
 from pipeline.errors import DataError
 from pipeline.io import atomic_write
 from pipeline.objectives.base import Batch, Objective, Task
+from pipeline.progress import progress
 
 MODULES_FILE = "modules.pt"  # the extra modules' state dicts, beside a checkpoint that has any
 _LOG_SCHEMA = {
@@ -139,34 +140,36 @@ def train_student(
     order = torch.Generator().manual_seed(seed)
     rows: list[dict[str, float]] = []
     step = 0
-    for epoch in range(epochs):
-        for indices in torch.randperm(len(train), generator=order).split(batch_size):
-            batch = _collate([train[i] for i in indices.tolist()], tokenizer, objective=objective, task=task,
-                             max_length=max_length, device=device)
-            rate = schedules["model"].get_last_lr()[0]
-            parts: dict[str, float] = {}
-            for phase in objective.phases:
-                if epoch < phase.start_epoch:
-                    continue
-                parameters = _unfreeze_only(trained, phase.updates)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-                    ce = F.cross_entropy(logits.float(), batch.labels)
-                    loss, terms = objective.loss(model=model, modules=modules, batch=batch, logits=logits, ce=ce,
-                                                 phase=phase.name, epoch=epoch)
-                norm_ce, norm_rest = _step_gradients(parameters, ce=ce, loss=loss, clip=clip, max_norm=max_grad_norm)
-                for name in phase.updates:
-                    optimizers[name].step()
-                    stepped.add(name)
-                parts |= terms
-            _unfreeze_only(trained, tuple(trained))
-            for name in stepped:
-                schedules[name].step()
-            stepped.clear()
-            step += 1
-            if step % log_every == 0:
-                rows.append({"step": step, "epoch": epoch, "lr": rate, "loss": loss.item(), "ce": ce.item(), "align": math.nan,
-                             "grad_norm_ce": norm_ce, "grad_norm_rest": norm_rest, **parts})
+    with progress(total=total, desc=f"training ({epochs} epochs of {len(train)} sentences)", unit="steps") as update:
+        for epoch in range(epochs):
+            for indices in torch.randperm(len(train), generator=order).split(batch_size):
+                batch = _collate([train[i] for i in indices.tolist()], tokenizer, objective=objective, task=task,
+                                 max_length=max_length, device=device)
+                rate = schedules["model"].get_last_lr()[0]
+                parts: dict[str, float] = {}
+                for phase in objective.phases:
+                    if epoch < phase.start_epoch:
+                        continue
+                    parameters = _unfreeze_only(trained, phase.updates)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+                        ce = F.cross_entropy(logits.float(), batch.labels)
+                        loss, terms = objective.loss(model=model, modules=modules, batch=batch, logits=logits, ce=ce,
+                                                     phase=phase.name, epoch=epoch)
+                    norm_ce, norm_rest = _step_gradients(parameters, ce=ce, loss=loss, clip=clip, max_norm=max_grad_norm)
+                    for name in phase.updates:
+                        optimizers[name].step()
+                        stepped.add(name)
+                    parts |= terms
+                _unfreeze_only(trained, tuple(trained))
+                for name in stepped:
+                    schedules[name].step()
+                stepped.clear()
+                step += 1
+                update(1)
+                if step % log_every == 0:
+                    rows.append({"step": step, "epoch": epoch, "lr": rate, "loss": loss.item(), "ce": ce.item(),
+                                 "align": math.nan, "grad_norm_ce": norm_ce, "grad_norm_rest": norm_rest, **parts})
     extra = {key: pl.Float64 for row in rows for key in row if key not in _LOG_SCHEMA}
     return model.eval(), pl.DataFrame(rows, schema=_LOG_SCHEMA | extra), {name: m.eval() for name, m in modules.items()}
 

@@ -12,9 +12,11 @@ from pipeline.report import write_report
 
 def main() -> None:
     """Collect metrics/**.json into reports/."""
-    datasets = load_params().data.datasets
+    params = load_params()
+    datasets = params.data.datasets
     ceilings = {name: d.decoy.ceiling for name, d in datasets.items() if d.decoy is not None and d.decoy.ceiling}
-    print(f"wrote {write_report(metrics_dir=METRICS, out=REPORTS, ceilings=ceilings)}")
+    results = write_report(metrics_dir=METRICS, out=REPORTS, ceilings=ceilings, oracle_max_train=params.priors.oracle.max_train)
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":

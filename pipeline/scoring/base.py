@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from pipeline.errors import CapflowError, ConfigError
+from pipeline.progress import progress
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -184,10 +184,10 @@ def _token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[lis
 
 @contextlib.contextmanager
 def report_progress(*, total: int, enabled: bool, desc: str) -> Iterator[Callable[[int], None]]:
-    """A tqdm bar over ``total`` queries; yields its ``update(n)``; logs the q/s rate at the end."""
+    """:func:`pipeline.progress.progress` over ``total`` queries; yields its ``update(n)``; logs the q/s rate at the end."""
     start = time.perf_counter()
-    with tqdm(total=total, disable=not enabled, desc=desc, unit="q", dynamic_ncols=True) as bar:
-        yield bar.update
+    with progress(total=total, enabled=enabled, desc=desc, unit="queries") as update:
+        yield update
     seconds = time.perf_counter() - start
     logger.info("%s: %d queries in %.1f s (%.2f q/s)", desc, total, seconds, total / max(seconds, 1e-9))
 

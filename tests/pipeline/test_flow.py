@@ -34,13 +34,14 @@ from pipeline.flow import (
     StageError,
     capflow,
     check_profile,
+    needs_gpu,
     run_stage,
     select_stages,
     task_run_name,
     task_runner,
     threads_per_stage,
-    waves,
 )
+from pipeline.params import ResourcesParams
 from tests.conftest import REPO, edit_params, make_project
 
 FEWSHOT = Path("data/fewshot/banking77_mini")
@@ -210,14 +211,15 @@ def test_a_worker_that_cannot_see_the_checkout_fails_naming_the_path_and_the_wor
 
 
 def test_runner_options_are_checked_before_anything_runs() -> None:
+    resources = ResourcesParams(gpu_stages=1, cpu_stages=2)
     with pytest.raises(ConfigError, match=r"^dask_address: only with runner=dask"):
-        task_runner(runner="threads", max_concurrency=2, dask_address="tcp://127.0.0.1:8786", dask_workers=None)
+        task_runner(runner="threads", resources=resources, dask_address="tcp://127.0.0.1:8786", dask_workers=None)
     with pytest.raises(ConfigError, match=r"^dask_workers: sizes a local cluster, not one at dask_address"):
-        task_runner(runner="dask", max_concurrency=2, dask_address="tcp://127.0.0.1:8786", dask_workers=2)
+        task_runner(runner="dask", resources=resources, dask_address="tcp://127.0.0.1:8786", dask_workers=2)
     with pytest.raises(ConfigError, match=r"^dask_workers: must be at least 1 \(got 0\)"):
-        task_runner(runner="dask", max_concurrency=2, dask_address=None, dask_workers=0)
-    with pytest.raises(ConfigError, match=r"^max_concurrency: must be at least 1"):
-        task_runner(runner="threads", max_concurrency=0, dask_address=None, dask_workers=None)
+        task_runner(runner="dask", resources=resources, dask_address=None, dask_workers=0)
+    threads = task_runner(runner="threads", resources=resources, dask_address=None, dask_workers=None)
+    assert threads._max_workers == 3  # room for every stage the budget lets run at once
 
 
 FLAKY = """import pathlib, sys
@@ -230,14 +232,22 @@ out.write_text("ok")
 """
 
 
+def fake_project(folder: Path, stages: dict[str, dict], *, edit: Callable[[dict], None] | None = None) -> None:
+    """A git + DVC project in ``folder`` whose dvc.yaml holds ``stages`` and whose params.yaml is the default
+    profile's (the flow reads its ``resources``) after ``edit``."""
+    (folder / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}), encoding="utf-8")
+    shutil.copy(REPO / "params.yaml", folder / "params.yaml")
+    if edit is not None:
+        edit_params(folder, edit)
+    subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
+    Repo.init(str(folder)).close()
+
+
 @pytest.mark.slow
 def test_only_scoring_is_retried(tmp_path: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    stages = {name: {"cmd": f"python flaky.py {name}.out", "outs": [f"{name}.out"]} for name in ("score", "priors")}
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}), encoding="utf-8")
-    (tmp_path / "params.yaml").write_text("{}\n", encoding="utf-8")
+    fake_project(tmp_path, {name: {"cmd": f"python flaky.py {name}.out", "outs": [f"{name}.out"]}
+                            for name in ("score", "priors")})
     (tmp_path / "flaky.py").write_text(FLAKY, encoding="utf-8")
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    Repo.init(str(tmp_path)).close()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("pipeline.flow._RETRY_DELAY_S", 0)
 
@@ -267,10 +277,7 @@ def test_selection_follows_the_dvc_graph(project: Path) -> None:
         assert "evaluate@banking77_mini-k5-seed0-baseline-0" in cap
         assert not any(name.startswith("guided@") and not name.endswith("-cap-0") for name in cap)
 
-        plan = waves(cap_ig)
-        wave_of = {stage: number for number, wave in enumerate(plan) for stage in wave}
-        assert all(wave_of[upstream] < wave_of[stage] for stage in cap_ig for upstream in cap_ig.successors(stage))
-        assert names(plan[0]) == ["data@banking77_mini"]
+        assert names(stage for stage in cap_ig if not any(cap_ig.successors(stage))) == ["data@banking77_mini"]
 
         guided = next(stage for stage in graph if stage.name == "guided@banking77_mini-k5-seed0-cap+ig-0")
         assert task_run_name(guided) == "guided · banking77_mini · k5-seed0 · cap+ig · seed 0"
@@ -313,11 +320,94 @@ def test_prefect_deploy_registers_the_scheduled_paper_run(project: Path, prefect
     assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(project.resolve())}}]
 
 
-def test_stages_of_a_wave_share_the_cores_unless_the_environment_fixes_the_threads(monkeypatch) -> None:
+def test_stages_running_at_once_share_the_cores_unless_the_environment_fixes_the_threads(monkeypatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert threads_per_stage(1, max_concurrency=2, cores=2) == 2  # alone in its wave: every core
-    assert threads_per_stage(7, max_concurrency=2, cores=2) == 1
-    assert threads_per_stage(3, max_concurrency=4, cores=16) == 5
-    assert threads_per_stage(9, max_concurrency=4, cores=2) == 1
+    assert threads_per_stage(1, cores=2) == 2  # alone: every core
+    assert threads_per_stage(2, cores=2) == 1
+    assert threads_per_stage(3, cores=16) == 5
+    assert threads_per_stage(3, cores=2) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert threads_per_stage(7, max_concurrency=2, cores=2) is None
+    assert threads_per_stage(2, cores=2) is None
+
+
+# a fake stage: its start and end (ns) in runs/<name>, 1.5 s apart
+RECORD = "date +%s%N > runs/$DVC_STAGE && sleep 1.5 && date +%s%N >> runs/$DVC_STAGE && touch out/$DVC_STAGE"
+
+
+def most_at_once(spans: list[tuple[int, int]]) -> int:
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])  # an end before a start at a tie
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("gpu_stages", "cpu_stages"), [(1, 2), (2, 1)])
+def test_the_flow_runs_no_more_stages_at_once_than_params_resources_allow(
+    tmp_path: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch, gpu_stages: int, cpu_stages: int
+) -> None:
+    # four stages that run a model (a `device` param, as dvc.yaml's training stages) and four that do not
+    model = {f"model{i}": {"cmd": RECORD, "params": ["device"], "outs": [f"out/model{i}"]} for i in range(4)}
+    other = {f"other{i}": {"cmd": RECORD, "outs": [f"out/other{i}"]} for i in range(4)}
+    fake_project(tmp_path, model | other, edit=lambda raw: raw.update(resources={"gpu_stages": gpu_stages,
+                                                                                  "cpu_stages": cpu_stages}))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with Repo(".") as repo:
+        assert sorted(stage.name for stage in repo.index.stages if needs_gpu(stage)) == sorted(model)
+
+    assert sorted(capflow()["ran"]) == sorted(model | other)
+    spans = {path.name: tuple(map(int, path.read_text().split())) for path in Path("runs").iterdir()}
+    assert most_at_once([spans[name] for name in model]) == gpu_stages
+    assert most_at_once([spans[name] for name in other]) == cpu_stages
+
+
+
+def chain_and_a_slow_branch(cmd: str = RECORD) -> dict[str, dict]:
+    """first -> second, and an independent slow stage (3 s more) beside them."""
+    return {
+        "first": {"cmd": cmd, "outs": ["out/first"]},
+        "second": {"cmd": cmd, "deps": ["out/first"], "outs": ["out/second"]},
+        "slow": {"cmd": f"sleep 3 && {RECORD}", "outs": ["out/slow"]},
+    }
+
+
+@pytest.mark.slow
+def test_a_stage_starts_when_its_own_upstream_is_done_not_when_a_wave_is(
+    tmp_path: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_project(tmp_path, chain_and_a_slow_branch(), edit=lambda raw: raw.update(resources={"gpu_stages": 1, "cpu_stages": 2}))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    assert capflow()["ran"] == ["first", "second", "slow"]  # in the order they finished
+    (first_start, first_end), (second_start, _), (_, slow_end) = (
+        tuple(map(int, Path("runs", name).read_text().split())) for name in ("first", "second", "slow"))
+    assert first_end <= second_start < slow_end  # in waves, second would have waited for slow
+
+
+@pytest.mark.slow
+def test_a_failed_stage_stops_its_downstream_only_and_a_rerun_resumes(
+    tmp_path: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = 'test -f fixed || { echo "capflow: error: first is broken" >&2; exit 2; }; ' + RECORD
+    fake_project(tmp_path, chain_and_a_slow_branch(failing))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(StageError) as failure:
+        capflow()
+    assert str(failure.value) == "stage first failed (exit 2): capflow: error: first is broken"
+    assert sorted(path.name for path in Path("runs").iterdir()) == ["slow"]  # second never ran; slow did
+    with Repo(".") as repo:
+        assert sorted(repo.status()) == ["first", "second"]  # slow was recorded
+
+    Path("fixed").touch()
+    assert capflow() == {"ran": ["first", "second"], "restored": [], "up_to_date": ["slow"]}
+    with Repo(".") as repo:
+        assert repo.status() == {}

@@ -45,6 +45,27 @@ def test_wrong_type_names_key_and_value():
         parse_params(raw)
 
 
+def test_the_stage_budget_is_two_positive_counts():
+    raw = _default()
+    assert parse_params(raw).resources.gpu_stages == 2
+    raw["resources"]["gpu_stages"] = 0
+    with pytest.raises(ConfigError, match=r"^params.yaml: resources\.gpu_stages: .*greater than or equal to 1"):
+        parse_params(raw)
+    raw["resources"] = {"gpu_stages": 1, "cpu_stages": 1, "jobs": 2}
+    with pytest.raises(ConfigError, match=r"^params.yaml: unknown key 'resources.jobs' \(allowed here: gpu_stages, cpu_stages\)"):
+        parse_params(raw)
+
+
+def test_the_oracle_pool_cap_is_a_positive_count_or_none():
+    raw = _default()
+    assert parse_params(raw).priors.oracle.max_train == 2000
+    raw["priors"]["oracle"]["max_train"] = None
+    assert parse_params(raw).priors.oracle.max_train is None
+    raw["priors"]["oracle"]["max_train"] = 0
+    with pytest.raises(ConfigError, match=r"^params.yaml: priors\.oracle\.max_train: .*greater than 0"):
+        parse_params(raw)
+
+
 def test_bad_choice_lists_allowed_values():
     raw = _default()
     raw["scoring"]["backend"] = "llamacpp"

@@ -216,6 +216,7 @@ def test_write_report_writes_markdown_and_plot_csv(metrics_dir: Path, tmp_path: 
 
     text = (out / "results.md").read_text(encoding="utf-8")
     assert text.startswith("# Results")
+    assert "max_train" not in text  # no oracle row, no note on its teacher
     for section in ("## Accuracy and faithfulness", "## Paired comparison", "## Comparison with the paper"):
         assert section in text
     csv = pl.read_csv(out / "accuracy_by_method.csv")
@@ -276,7 +277,11 @@ def test_a_profile_without_attacks_has_no_adversarial_column_and_names_objective
             record = {k: v for k, v in _metrics(data_seed, 0, "baseline").items() if k not in ADVERSARIAL_KEYS}
             _write(root, "hwu64", f"k5-seed{data_seed}", method, 0, record)
     table = results_table(collect(root))
+    write_report(metrics_dir=root, out=tmp_path / "reports", oracle_max_train=2000)
+    report = (tmp_path / "reports" / "results.md").read_text(encoding="utf-8")
 
+    assert "Oracle IG (control): IG of a cross-entropy teacher trained on at most 2000 sentences" in report
+    assert "`priors.oracle.max_train: 2000`" in report
     assert "Acc AD" not in table
     assert _row(table, "### Setting `k5`", "Oracle IG (control)")[1] == _row(table, "### Setting `k5`", "Baseline")[1]
     assert display_name("guided.cap+ig+lime") == "CAP Hybrid"

@@ -170,3 +170,11 @@ def test_an_extra_module_that_no_phase_updates_is_refused(student, examples):
 
     with pytest.raises(ValueError, match="Forgetful: module 'head' is updated by none of its phases"):
         _train(student, examples, Forgetful())
+
+
+def test_training_says_how_many_steps_are_done(student, examples, monkeypatch, capsys):
+    monkeypatch.setattr("pipeline.progress.INTERVAL_S", 0.0)
+    _train(student, examples, Baseline(), epochs=2)  # 8 sentences in batches of 4: 2 steps an epoch
+    lines = capsys.readouterr().err.splitlines()  # pytest's stderr is no terminal: plain lines
+    assert [line.split(": ")[1].split(" ")[0] for line in lines] == ["1/4", "2/4", "3/4", "4/4", "4/4"]  # + the end
+    assert lines[0].startswith("training (2 epochs of 8 sentences): 1/4 steps (25%) in ")
