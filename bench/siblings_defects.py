@@ -180,7 +180,8 @@ def regex_curves(args: argparse.Namespace) -> None:
         fitted = predict_proba(model, tokenizer, [e.words for e in train], batch_size=64, device="cpu", max_length=80)
         train_ce = -torch.from_numpy(fitted)[torch.arange(len(train)), [e.label for e in train]].log().mean().item()
         ce = log["ce"].to_list()
-        term = f"  L_grad {log['input_grad'][0]:.2e} -> {log['input_grad'][-1]:.2e}" if "input_grad" in log.columns else ""
+        logged = log["input_grad"].drop_nulls() if "input_grad" in log.columns else []  # null in warm-up epochs
+        term = f"  L_grad {logged[0]:.2e} -> {logged[-1]:.2e}" if len(logged) else ""
         print(f"{spec:<28} CE per step: {' '.join(f'{v:.3f}' for v in ce)}")
         norms = f"|dCE| {log['grad_norm_ce'].mean():.2f}  |d rest| {log['grad_norm_rest'].mean():.2f} (means over steps)"
         print(f"{'':<28} last-4 CE {sum(ce[-4:]) / 4:.3f}  training-set CE after (eval mode) {train_ce:.3f}  "
