@@ -86,7 +86,7 @@ class RegexRaw(Regex):
         # the explanation terms as the objective computes them; the two old terms from their own eval-mode forward
         loss, terms = Regex.loss(dataclasses.replace(self, alpha=0.0, beta=0.0), model=model, modules=modules,
                                  batch=batch, logits=logits, ce=ce, phase=phase, epoch=epoch)
-        if (self.alpha == 0 and self.beta == 0) or epoch < self.warmup_epochs:
+        if self.alpha == 0 and self.beta == 0:
             return loss, terms
         real = batch.word_index >= 0
         with eval_mode(model):

@@ -17,7 +17,8 @@ gradient matched CE's and opposed it (cosine -0.32 after one epoch): the student
 0.69 after 16 steps). And epsilon = 1 on E moves a sentence by a quarter of its norm; on X, by a
 few per cent. Defaults from validation (docs/results/2026-12-05-sibling-defects.md): alpha = 1 on X
 (the largest within 2 points of alpha = 0; about 0.013 on E's scale), beta = gamma = 1, delta = 0.1
-(the attention term's gradient is 3-5x CE's at delta = 1, which still slowed fitting).
+(the attention term's gradient is 3-5x CE's at delta = 1, which still slowed fitting). A warm-up
+epoch of CE alone (the loop tells objectives the epoch, not the step) was measured and did not help.
 a is the gold label's IG (``ig_steps`` points, pad baseline) or gradient x input, detached.
 ``RegexNoExplanation`` (the ``regex-no-explanation`` ablation): gamma = delta = 0 by default, the
 robustness terms without the explanation terms; its own class so that reports name it apart.
@@ -60,8 +61,6 @@ class Regex(Objective):
         mask_fraction: K, the share of each sentence's real tokens masked in x~.
         attribution: ``"ig"`` (Integrated Gradients, ``ig_steps`` points) or ``"grad_input"``.
         ig_steps: m, IG's interpolation points.
-        warmup_epochs: epochs of cross-entropy alone before the four terms start (the training loop
-            tells an objective its epoch, not its step: the ramp is one step, from 0 to the weights).
     """
 
     display = "REGEX"
@@ -75,10 +74,9 @@ class Regex(Objective):
     mask_fraction: float = 0.2
     attribution: Literal["ig", "grad_input"] = "ig"
     ig_steps: int = 8
-    warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
-        self._check_non_negative("alpha", "beta", "gamma", "delta", "epsilon", "warmup_epochs")
+        self._check_non_negative("alpha", "beta", "gamma", "delta", "epsilon")
         if self.xi <= 0:
             raise ConfigError(f"regex: xi must be > 0, got {self.xi}")
         if not 0 <= self.mask_fraction <= 1:
@@ -93,7 +91,7 @@ class Regex(Objective):
         phase: str, epoch: int,
     ) -> tuple[Tensor, dict[str, float]]:
         weights = {term: getattr(self, weight) for term, weight in _WEIGHTS.items() if getattr(self, weight) > 0}
-        if not weights or epoch < self.warmup_epochs:
+        if not weights:
             return ce, {}
         real = batch.word_index >= 0
         terms: dict[str, Tensor] = {}
