@@ -9,10 +9,12 @@ Which layer. Both heads read the encoder only through the first token ([CLS], <s
 (dense + tanh) on the base model, RoBERTa's the same dense + tanh inside its classification head
 (``roberta-base`` has no pooler). On the *last* layer dz_k / dH_t is therefore 0 for every t but
 the first, w_k is the first token's gradient divided by the length, and G_k,t only says how far
-token t's state happens to point along that one direction: on a fresh MiniLM 75 % of the label maps
-were all zero, and eX2L's Dice was met by switching maps off (issue 22). On the layer before it
-(``layer=-2``, the default of eX2L and ALIGN) every position reaches the logits through the last
-layer's attention, so w_k averages real per-token gradients and G_k,t is the usual Grad-CAM.
+token t's state happens to point along that one direction. No map is empty on a fresh MiniLM, but
+training can turn them all off cheaply: eX2L's Dice emptied nearly every label map within 6 steps,
+and even ERM leaves half the held-out label maps empty there (issue 22,
+``bench/siblings_defects.py ex2l-maps``). On the layer before it (``layer=-2``, the default of eX2L
+and ALIGN) every position reaches the logits through the last layer's attention, so w_k averages
+real per-token gradients and G_k,t is the usual Grad-CAM (ERM: 8-17 % of held-out label maps empty).
 ``sequence_head`` splits either head into the pooled vector and the last linear layer, where eX2L's
 confounder head reads the same vector. The map is differentiable in the parameters when
 ``create_graph`` is set (eX2L's Dice penalty, ALIGN's alignment term back-propagate through it).

@@ -19,10 +19,11 @@ that IG uses: x ⊙ M = M e + (1 - M) e_pad (``masked_embeddings``; special toke
   non-stop words (scikit-learn's English list), 0 on tokens of stop words; no masker.
 
 Why not SIBLINGS' literal masker (sigmoid output, L1 term lambda1 mean_R M), issue 22: the raw word
-embeddings (component sd ~0.06) barely move a freshly initialised convolution, so M was ~0.5
-everywhere; the contrast term is smallest for "keep everything" (the removed part is then the pad
-baseline, about as uninformative as any complement), which lambda1 = 0.2 does not outweigh; and the
-classifier's Grad-CAM was pulled towards that flat mask. Here the keep rate is fixed by construction
+embeddings (component sd ~0.06) barely move a freshly initialised convolution, so M was 0.49 on
+every token (per-sentence sd 0.00); the contrast term rewards keeping more (removing everything
+leaves the pad baseline, about as uninformative as any complement), which lambda1 = 0.2 does not
+outweigh (the mean drifted to 0.56 in 16 masker steps, still flat); and the classifier's Grad-CAM
+was pulled towards that flat mask. Here the keep rate is fixed by construction
 (keep-all is not a mask the masker can output, so the contrast term must choose which rho of the
 tokens to keep), the masker starts from the classifier's own attribution, and the mask's mean and
 per-sentence spread are logged (``mask_mean``, ``mask_spread``) in both phases.
