@@ -80,7 +80,7 @@ class Masker(nn.Module):
             M, (B, T) in (0, 1) on real tokens (a share ~rho above 1/2), exactly 1 elsewhere.
         """
         inputs = F.layer_norm(embeds, embeds.shape[-1:]) * attention_mask.unsqueeze(-1).to(embeds.dtype)
-        scores = self.net(inputs.transpose(1, 2)).squeeze(1)
+        scores = self.net(inputs.transpose(1, 2)).squeeze(1).float()  # float32: nanquantile refuses CUDA autocast's bf16
         z = standardise(scores, real=real)
         # detached threshold: a selection cut, as AGM's quantile; the scores it ranks carry the gradient
         threshold = torch.nanquantile(z.detach().masked_fill(~real, torch.nan), 1 - self.keep_rate, dim=1, keepdim=True)
