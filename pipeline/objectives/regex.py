@@ -1,27 +1,39 @@
 """REGEX, robust and faithful explanations (papers/regex-faithful-explanations.txt; SIBLINGS.md §2).
 
 L = CE + alpha * L_grad + beta * L_vat + gamma * L_cons + delta * L_att, one joint objective:
-- L_grad = mean_b ||d CE_b / d E_b||^2, the input-gradient penalty (double backward);
-- L_vat = KL(p(E) detached || p(E + r)), r = epsilon g / ||g|| per sentence, g = the gradient of
-  KL(p(E) || p(E + xi d)) w.r.t. d, d a random unit direction on the real tokens (one power
+- L_grad = mean_b ||d CE_b / d X_b||^2, the input-gradient penalty (double backward);
+- L_vat = KL(p(X) detached || p(X + r)), r = epsilon g / ||g|| per sentence, g = the gradient of
+  KL(p(X) || p(X + xi d)) w.r.t. d, d a random unit direction on the real tokens (one power
   iteration, Miyato et al.);
 - L_cons = KL(p(x) detached || p(x~)), x~ = x with the floor(K |R|) real tokens of lowest |a|
   replaced by the pad token;
 - L_att = KL(alpha_att || a^) over the real tokens, alpha_att = the last layer's [CLS] attention
   averaged over heads and renormalised over R, a^ = |a| / sum |a| (detached), 1e-8 added to both.
+X is the output of the encoder's embedding block (word + position + type embeddings, then its
+LayerNorm: the first transformer layer's input), not the raw word-piece embeddings E that
+SIBLINGS.md writes (issue 22, bench/siblings_defects.py). The LayerNorm divides by E's small spread
+(MiniLM: component sd ~0.06), so ||d CE / d E||^2 is ~80x ||d CE / d X||^2 and at alpha = 1 its
+gradient matched CE's and opposed it (cosine -0.32 after one epoch): the student did not fit (CE
+0.69 after 16 steps). And epsilon = 1 on E moves a sentence by a quarter of its norm; on X, by a
+few per cent. Defaults from two draws' training CE and validation (docs/results/2026-12-05-sibling-
+defects.md): alpha = 1 on X (the largest within 2 points of alpha = 0; about 0.013 on E's scale),
+beta = gamma = 1, delta = 0.01: the attention term's gradient is 3-5x CE's at delta = 1, and at
+0.1 the training CE still ended 0.05 above the baseline's on one draw (0.01: within 0.02 on both).
+A warm-up epoch of CE alone (the loop tells objectives the epoch, not the step) did not help.
 a is the gold label's IG (``ig_steps`` points, pad baseline) or gradient x input, detached.
 ``RegexNoExplanation`` (the ``regex-no-explanation`` ablation): gamma = delta = 0 by default, the
 robustness terms without the explanation terms; its own class so that reports name it apart.
 
-Every term is computed with dropout off, on one shared forward of E = the word embeddings: each
-is a property of the function (its gradient, its neighbourhood, its attention), and with dropout
-p(E) and p(E + 0) would already differ. A zero weight skips its term entirely (nothing computed,
+Every term is computed with dropout off, on one shared forward of the word embeddings E (X is its
+embedding block's output): each is a property of the function (its gradient, its neighbourhood,
+its attention), and with dropout p(X) and p(X + 0) would already differ. A zero weight skips its term entirely (nothing computed,
 nothing logged): with all four at 0 the loss is the cross-entropy itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,7 +57,7 @@ class Regex(Objective):
 
     Attributes:
         alpha, beta, gamma, delta: weights of L_grad, L_vat, L_cons, L_att (0 removes the term).
-        epsilon: norm of the virtual adversarial perturbation, per sentence.
+        epsilon: norm of the virtual adversarial perturbation of X, per sentence.
         xi: step of the power iteration.
         mask_fraction: K, the share of each sentence's real tokens masked in x~.
         attribution: ``"ig"`` (Integrated Gradients, ``ig_steps`` points) or ``"grad_input"``.
@@ -57,7 +69,7 @@ class Regex(Objective):
     alpha: float = 1.0
     beta: float = 1.0
     gamma: float = 1.0
-    delta: float = 1.0
+    delta: float = 0.01
     epsilon: float = 1.0
     xi: float = 1e-3
     mask_fraction: float = 0.2
@@ -86,19 +98,21 @@ class Regex(Objective):
         terms: dict[str, Tensor] = {}
         with eval_mode(model):
             embeddings = model.get_input_embeddings()(batch.input_ids)
-            out = model(inputs_embeds=embeddings, attention_mask=batch.attention_mask, output_attentions="att" in weights)
+            with embedding_output(model) as normalised:
+                out = model(inputs_embeds=embeddings, attention_mask=batch.attention_mask, output_attentions="att" in weights)
             log_probs = out.logits.float().log_softmax(-1)
             clean = log_probs.detach()
             if "cons" in weights or "att" in weights:
                 scores = self._attribution(model, batch=batch, embeddings=embeddings, log_probs=log_probs).abs()
             if "input_grad" in weights:
-                terms["input_grad"] = input_gradient_penalty(embeddings=embeddings, log_probs=log_probs, labels=batch.labels)
+                terms["input_grad"] = input_gradient_penalty(inputs=normalised[0], log_probs=log_probs, labels=batch.labels)
             if "vat" in weights:
                 r = virtual_adversarial_perturbation(
-                    model, embeddings=embeddings.detach(), attention_mask=batch.attention_mask, real=real,
-                    clean=clean, xi=self.xi, epsilon=self.epsilon,
+                    model, shape=normalised[0].shape, input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                    real=real, clean=clean, xi=self.xi, epsilon=self.epsilon,
                 )
-                adversarial = model(inputs_embeds=embeddings + r, attention_mask=batch.attention_mask).logits
+                with embedding_output(model, add=r):
+                    adversarial = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
                 terms["vat"] = kl_divergence(clean, adversarial.float().log_softmax(-1))
             if "cons" in weights:
                 masked = replace(
@@ -134,11 +148,38 @@ class RegexNoExplanation(Regex):
     delta: float = 0.0
 
 
-def input_gradient_penalty(*, embeddings: Tensor, log_probs: Tensor, labels: Tensor) -> Tensor:
-    """mean_b ||d CE_b / d E_b||^2, differentiable w.r.t. the parameters.
+@contextmanager
+def embedding_output(model: PreTrainedModel, *, add: Tensor | None = None) -> Iterator[list[Tensor]]:
+    """Collect (and optionally shift) the output of the encoder's embedding block in the forwards inside the block.
+
+    BERT and RoBERTa (``model.base_model.embeddings``): word + position + token-type embeddings, then
+    LayerNorm, then dropout (identity in eval mode): X, (B, T, H), the first transformer layer's input.
 
     Args:
-        embeddings: (B, T, H) the embeddings the forward was fed, part of its graph.
+        model: the classifier.
+        add: (B, T, H) added to X in every forward inside the block (VAT's perturbation); None adds nothing.
+
+    Yields:
+        A list that each forward appends its X to (before ``add``; part of the forward's graph).
+    """
+    outputs: list[Tensor] = []
+
+    def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
+        outputs.append(output)
+        return output if add is None else output + add
+
+    handle = model.base_model.embeddings.register_forward_hook(hook)
+    try:
+        yield outputs
+    finally:
+        handle.remove()
+
+
+def input_gradient_penalty(*, inputs: Tensor, log_probs: Tensor, labels: Tensor) -> Tensor:
+    """mean_b ||d CE_b / d X_b||^2, differentiable w.r.t. the parameters.
+
+    Args:
+        inputs: (B, T, H) X, a tensor of the forward's graph (the objective: the embedding block's output).
         log_probs: (B, C) log-softmax of that forward's logits.
         labels: (B,) gold classes.
 
@@ -146,14 +187,15 @@ def input_gradient_penalty(*, embeddings: Tensor, log_probs: Tensor, labels: Ten
         Scalar. Sentences are independent, so the gradient of sum_b CE_b is each CE_b's own.
     """
     ce_sum = -log_probs.gather(1, labels.unsqueeze(1)).sum()
-    (grad,) = torch.autograd.grad(ce_sum, embeddings, create_graph=True)
+    (grad,) = torch.autograd.grad(ce_sum, inputs, create_graph=True)
     return grad.pow(2).sum((1, 2)).mean()
 
 
 def virtual_adversarial_perturbation(
     model: PreTrainedModel,
     *,
-    embeddings: Tensor,
+    shape: torch.Size,
+    input_ids: Tensor,
     attention_mask: Tensor,
     real: Tensor,
     clean: Tensor,
@@ -161,14 +203,19 @@ def virtual_adversarial_perturbation(
     epsilon: float,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """r = epsilon g / ||g|| per sentence after one power iteration from a random direction on R.
+    """r = epsilon g / ||g|| per sentence after one power iteration from a random direction on R, in X's space.
+
+    The perturbation is added to X, the embedding block's output (:func:`embedding_output`), where
+    every coordinate has the LayerNorm's unit scale, not to the raw word embeddings (component sd
+    ~0.06 in MiniLM, so that epsilon = 1 there moved a sentence by a quarter of its norm).
 
     Args:
         model: the classifier, in the mode the caller wants (the objective: eval).
-        embeddings: (B, T, H) detached word embeddings E.
+        shape: (B, T, H), X's shape.
+        input_ids: (B, T) the batch.
         attention_mask: (B, T).
         real: (B, T) bool, True for real tokens; d and r are 0 elsewhere.
-        clean: (B, C) detached log p(E).
+        clean: (B, C) detached log p(X).
         xi: the finite-difference step of the power iteration.
         epsilon: the norm of r per sentence.
         generator: the source of d; None uses torch's global generator.
@@ -176,11 +223,11 @@ def virtual_adversarial_perturbation(
     Returns:
         (B, T, H) detached perturbation with ||r_b|| = epsilon (0 where a sentence has no real token).
     """
-    on_real = real.unsqueeze(-1).to(embeddings.dtype)
-    d = torch.randn(embeddings.shape, generator=generator, device=embeddings.device) * on_real
+    on_real = real.unsqueeze(-1).float()
+    d = torch.randn(shape, generator=generator, device=input_ids.device) * on_real
     d = _unit_per_sentence(d).requires_grad_()
-    with torch.enable_grad():
-        probed = model(inputs_embeds=embeddings + xi * d, attention_mask=attention_mask).logits
+    with torch.enable_grad(), embedding_output(model, add=xi * d):
+        probed = model(input_ids=input_ids, attention_mask=attention_mask).logits
         (g,) = torch.autograd.grad(kl_divergence(clean, probed.float().log_softmax(-1)), d)
     return epsilon * _unit_per_sentence(g * on_real)
 

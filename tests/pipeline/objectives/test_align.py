@@ -13,6 +13,7 @@ from pipeline.objectives.align import (
     contrast,
     masked_embeddings,
     sparsity,
+    spread,
     stopword_mask,
     total_variation,
     word_embeddings,
@@ -82,6 +83,8 @@ def test_the_masker_is_soft_on_words_and_one_elsewhere(minilm):
     assert (mask[word_index < 0] == 1).all()
     words = mask[word_index >= 0]
     assert ((words > 0) & (words < 1)).all()
+    assert spread(mask, real=word_index >= 0) > 0.1  # issue 22: it was ~0.5 everywhere at initialisation
+    assert (words > 0.5).sum() == 2  # the top 30 %: one of the 4 and one of the 3 words (nanquantile interpolates)
     assert sum(p.numel() for p in masker.parameters()) < 100_000  # small beside the 22M-parameter student
 
 
@@ -137,18 +140,19 @@ def test_the_classifier_phase_moves_only_the_classifier(train_products, sentimen
     assert log["bce"].is_finite().all() and log["mask_mean"].is_between(0, 1).all()
 
 
-def test_the_masker_waits_through_the_warm_up(train_products, sentiment_student):
+def test_during_the_warm_up_the_masker_pre_trains_on_the_classifiers_grad_cam(train_products, sentiment_student):
     before = _initial_masker(sentiment_student[0])
     _, log, modules = train_products(get_objective("align"))  # one epoch, all of it warm-up
-    assert _same(before, modules["masker"].state_dict())
-    assert log["bce"].is_nan().all() and log["mix"].is_finite().all() and "masker_loss" not in log.columns
+    assert not _same(before, modules["masker"].state_dict())
+    assert log["masker_pretrain"].is_finite().all() and "masker_contrast" not in log.columns
+    assert log["bce"].is_nan().all() and log["mix"].is_finite().all()
     assert log["mask_mean"].is_between(0, 1).all()
 
 
 def test_align_and_align_fixed_train_two_steps_after_the_warm_up(train_products):
     _, log, modules = train_products(get_objective("align", warmup_epochs=0))
     assert len(log) == 2 and set(modules) == {"masker"}
-    assert all(log[term].is_finite().all() for term in ("masker_loss", "masker_l1", "masker_tv", "bce", "mix", "mask_mean"))
+    assert all(log[term].is_finite().all() for term in ("masker_loss", "masker_tv", "bce", "mix", "mask_mean", "mask_spread"))
     fixed = get_objective("align-fixed", warmup_epochs=0)
     assert [p.name for p in fixed.phases] == ["classifier"]
     _, log, modules = train_products(fixed)
@@ -157,12 +161,16 @@ def test_align_and_align_fixed_train_two_steps_after_the_warm_up(train_products)
 
 
 def test_settings_are_validated():
-    with pytest.raises(ConfigError, match="lambda1 must be >= 0"):
-        Align(lambda1=-0.1)
+    with pytest.raises(ConfigError, match="lambda2 must be >= 0"):
+        Align(lambda2=-0.1)
+    with pytest.raises(ConfigError, match="keep_rate must be in"):
+        Align(keep_rate=1.0)
+    with pytest.raises(ConfigError, match="temperature must be > 0"):
+        Align(temperature=0.0)
     with pytest.raises(ConfigError, match="masker_lr must be > 0"):
         Align(masker_lr=0)
-    phases = Align(warmup_epochs=2).phases
-    assert [(p.name, p.updates, p.start_epoch) for p in phases] == [("masker", ("masker",), 2), ("classifier", ("model",), 0)]
+    phases = Align(warmup_epochs=2).phases  # the masker pre-trains during the warm-up: both phases from epoch 0
+    assert [(p.name, p.updates, p.start_epoch) for p in phases] == [("masker", ("masker",), 0), ("classifier", ("model",), 0)]
 
 
 def test_the_fixed_mask_variant_is_its_own_row():
@@ -170,3 +178,11 @@ def test_the_fixed_mask_variant_is_its_own_row():
     assert get_objective("align-fixed").fixed_mask and not get_objective("align").fixed_mask
     with pytest.raises(ConfigError, match="align-fixed: fixed_mask is true by definition"):
         get_objective("align-fixed", fixed_mask=False)
+
+
+def test_the_mask_neither_keeps_everything_nor_is_flat_after_pre_training(train_products):
+    """Issue 22's criterion, on real reviews: after the warm-up epoch (the masker pre-trained on the classifier's
+    Grad-CAM), the mask's mean is in (0.05, 0.95) and its per-sentence spread above 0.1, in both phases' logs."""
+    _, log, _ = train_products(get_objective("align"))
+    assert log["mask_mean"].is_between(0.05, 0.95, closed="none").all()
+    assert (log["mask_spread"] > 0.1).all()

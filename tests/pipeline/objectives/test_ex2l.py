@@ -1,14 +1,16 @@
+import polars as pl
 import pytest
 import torch
 import torch.nn.functional as F
 
 from pipeline.attribution import encode_words
 from pipeline.errors import ConfigError
-from pipeline.gradcam import hidden_and_pooled, text_grad_cam
+from pipeline.gradcam import empty_maps, grad_cam_map, hidden_and_pooled, text_grad_cam
+from pipeline.models import eval_mode
 from pipeline.objectives import get_objective, objective_class
 from pipeline.objectives.base import Batch, Task
 from pipeline.objectives.ex2l import Ex2l, dice
-from pipeline.training import set_seed
+from pipeline.training import Example, set_seed
 from tests.pipeline.objectives.conftest import TASK as PRODUCTS
 
 SENTENCES = [["the", "food", "was", "great"], ["terrible", "battery", "life"]]
@@ -57,6 +59,55 @@ def test_dice_is_one_for_identical_zero_for_disjoint_and_differentiable():
     assert torch.autograd.gradcheck(lambda x, y: dice(x, y, mask=torch.ones(2, 5, dtype=torch.bool)), (first, second))
 
 
+def test_the_floored_map_spans_zero_to_one_even_when_every_score_is_negative():
+    # c on three real tokens, all negative: the plain map is empty (the Dice's degenerate optimum), the floored
+    # one is (c - min) / (max - min); special and padding tokens stay 0 however low their score
+    raw = torch.tensor([[-9.0, -3.0, -1.0, -2.0, -9.0], [5.0, 2.0, 4.0, 0.5, 0.0]])
+    real = torch.tensor([[False, True, True, True, False], [False, True, True, True, False]])
+    plain = grad_cam_map(raw, real=real)
+    assert torch.equal(plain[0], torch.zeros(5)) and empty_maps(plain, real=real).tolist() == [True, False]
+    floored = grad_cam_map(raw, real=real, shift=True)
+    torch.testing.assert_close(floored, torch.tensor([[0.0, 0.0, 1.0, 0.5, 0.0], [0.0, 1.5 / 3.5, 1.0, 0.0, 0.0]]))
+    assert not empty_maps(floored, real=real).any()
+
+
+def _reviews(frame: pl.DataFrame, per_cell: int, *, seed: int) -> list[Example]:
+    """``per_cell`` reviews per label x category, their first 32 words (the ex2l profile's max_words)."""
+    rows = pl.concat([cell.sample(per_cell, seed=seed) for _, cell in frame.group_by("label", "category", maintain_order=True)])
+    return [Example(text.split()[:32], int(label == "positive"), columns={"category": category})
+            for text, label, category in rows.select("text", "label", "category").iter_rows()]
+
+
+def _empty_map_shares(model, head, examples, *, tokenizer, layer) -> list[float]:
+    encoding, word_index = encode_words(tokenizer, [e.words for e in examples], max_length=64)
+    labels = torch.tensor([e.label for e in examples])
+    categories = torch.tensor([PRODUCTS.column_values["category"].index(e.columns["category"]) for e in examples])
+    real = word_index >= 0
+    with eval_mode(model):
+        hidden, pooled = hidden_and_pooled(model, input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"],
+                                           layer=layer)
+        maps = [text_grad_cam(hidden=hidden, scores=scores, target=target, attention_mask=encoding["attention_mask"],
+                              real=real, create_graph=False)
+                for scores, target in ((model.classifier(pooled), labels), (head(pooled), categories))]
+    return [empty_maps(m, real=real).float().mean().item() for m in maps]
+
+
+def test_training_ex2l_does_not_switch_its_grad_cam_maps_off(shared_data, train, sentiment_student):
+    """Issue 22: with Grad-CAM on the last layer (where only [CLS] reaches the logits) and no floor, eight steps
+    of eX2L on products reviews empty a large share of the training batches' maps (the Dice met by switching
+    them off), and most label maps of held-out reviews. On the layer before the last, with the floor, fewer
+    than 5 % of the training batches' plain Grad-CAM maps are all zero at every step."""
+    tokenizer = sentiment_student[1]
+    train_set = _reviews(pl.read_parquet(shared_data / "sentiment" / "products_amazon" / "train.parquet"), 4, seed=0)
+    held_out = _reviews(pl.read_parquet(shared_data / "sentiment" / "products_amazon" / "test.parquet"), 4, seed=1)
+    logs, shares = {}, {}
+    for name, objective in (("before", Ex2l(layer=-1, map_floor=False)), ("after", Ex2l())):
+        model, logs[name], modules = train(train_set, objective, epochs=2, lr=3e-4, batch_size=8, max_length=64)
+        shares[name] = _empty_map_shares(model, modules["confounder"], held_out, tokenizer=tokenizer, layer=objective.layer)
+    assert (logs["after"]["empty_maps"] < 0.05).all(), (logs["after"]["empty_maps"].to_list(), shares)
+    assert logs["before"]["empty_maps"].max() > 0.2 and shares["before"][0] > 0.5, shares  # the defect
+
+
 def test_the_pooled_representation_is_what_the_classifier_reads(minilm):
     model, tokenizer = minilm
     encoding, _ = encode_words(tokenizer, SENTENCES)
@@ -101,6 +152,7 @@ def test_two_steps_through_the_training_loop_train_both_heads(train_products, se
     initial = objective.modules(model=sentiment_student[0], task=PRODUCTS)["confounder"].module.weight.clone()
     _, log, modules = train_products(objective)
     assert len(log) == 2 and log["ce_confounder"].is_finite().all() and log["dice"].is_between(0, 1).all()
+    assert log["empty_maps"].is_between(0, 0.25).all()
     assert set(modules) == {"confounder"} and modules["confounder"].out_features == 4
     assert not torch.equal(modules["confounder"].weight, initial)
 
@@ -108,6 +160,8 @@ def test_two_steps_through_the_training_loop_train_both_heads(train_products, se
 def test_settings_are_validated():
     with pytest.raises(ConfigError, match="lam must be >= 0"):
         Ex2l(lam=-1.0)
+    with pytest.raises(ConfigError, match="layer counts from the last"):
+        Ex2l(layer=0)
     with pytest.raises(ConfigError, match="column 'category' has 1 value"):
         Ex2l().modules(model=None, task=Task(num_labels=2, column_values={"category": ("books",)}))
     assert Ex2l(confounder="veracity").columns == ("veracity",)
