@@ -154,7 +154,8 @@ def results_table(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None,
             row = [display_name(method)]
             for dataset in datasets:
                 run = runs.get((dataset, method))
-                row += ["–"] * len(metrics) if run is None else [_mean_sd(run[m]) for m in metrics]
+                # "–": not run on this dataset, or not measured there (a dataset nobody attacked)
+                row += ["–"] * len(metrics) if run is None else [_mean_sd_or_dash(pl.Series(run[m])) for m in metrics]
             lines.append(_markdown_row(row))
         lines.append("")
     return "\n".join(lines)

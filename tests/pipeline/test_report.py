@@ -129,6 +129,20 @@ def test_results_table_marks_a_method_missing_on_one_dataset(tmp_path: Path):
     assert cells[5] == f"{_metrics(0, 0, 'guided.cap')['accuracy']:.2f} ± –"
 
 
+def test_results_table_dashes_the_adversarial_cell_of_a_dataset_nobody_attacked(tmp_path: Path):
+    # the default profile: the decoy benchmark is attacked, its ceiling twin (baseline only) is not
+    root = tmp_path / "metrics"
+    clean = {k: v for k, v in _metrics(0, 0, "baseline").items() if k not in ADVERSARIAL_KEYS}
+    _write(root, "banking77_mini", "k5-seed0", "baseline", 0, clean)
+    _write(root, "banking77_mini_decoy", "k5-seed0", "baseline", 0, _metrics(0, 0, "baseline"))
+
+    cells = _row(results_table(collect(root)), "### Setting `k5`", "Baseline")
+
+    assert cells[1:5] == [f"{clean['accuracy']:.2f} ± –", "–", f"{clean['comprehensiveness']:.2f} ± –",
+                          f"{clean['sufficiency']:.2f} ± –"]
+    assert cells[6] == f"{_metrics(0, 0, 'baseline')['adv_accuracy']:.2f} ± –"
+
+
 def test_paired_tests_against_the_baseline(metrics_dir: Path):
     frame = collect(metrics_dir)
     text = paired_tests(frame)
