@@ -242,7 +242,8 @@ def paired_tests(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None,
     return "\n".join(lines)
 
 
-def ablation_tests(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None) -> str:
+def ablation_tests(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None,
+                   title: str = "Paired comparison with the ablation") -> str:
     """Each row against its ablation: the row the registry pairs it with (``ablation_of``: AGM with random
     tokens, a prior-guided row with the random prior, ...), where both were run on the same setting group and
     dataset.
@@ -253,6 +254,7 @@ def ablation_tests(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None
     Args:
         frame: the output of ``collect``.
         metrics: metric column -> label; default: the main table's.
+        title: the section's title.
 
     Returns:
         A Markdown section, one table per (setting group, dataset) with at least one such pair; empty string
@@ -284,7 +286,7 @@ def ablation_tests(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None
     if not tables:
         return ""
     return "\n".join([
-        "## Paired comparison with the ablation",
+        f"## {title}",
         "",
         "Each row against its ablation, the same method with what it adds taken away (the objective registry's "
         "`ablation`), where both were run: paired bootstrap 95% CI of the mean difference (row − ablation, "
@@ -303,8 +305,8 @@ def further_metrics(frame: pl.DataFrame) -> str:
         frame: the output of ``collect``.
 
     Returns:
-        Mean ± sd tables and paired comparisons with the baseline, like the main ones (empty string
-        when there are no further metrics).
+        Mean ± sd tables and paired comparisons with the baseline and with each row's ablation, like
+        the main ones (empty string when there are no further metrics).
     """
     # the decoy and alignment keys have their own sections (positive_controls, prior_alignment)
     keys = [key for key in frame.columns if key not in _SCHEMA and key not in DECOY_KEYS + PRIOR_KEYS
@@ -315,6 +317,7 @@ def further_metrics(frame: pl.DataFrame) -> str:
     return "\n".join([
         results_table(frame, metrics=metrics, title="Further metrics"),
         paired_tests(frame, metrics=metrics, title="Further metrics: paired comparison with the baseline"),
+        ablation_tests(frame, metrics=metrics, title="Further metrics: paired comparison with the ablation"),
     ])
 
 

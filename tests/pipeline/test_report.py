@@ -313,6 +313,7 @@ def test_metrics_a_profile_asks_for_get_their_own_tables_and_paired_tests(tmp_pa
     assert header == "| Method | n | Acc tweets | Δ tweets | Worst-group Acc |"
     cells = _row(paired, "### Setting `k50`, movies", "AGM")
     assert cells[1] == "3" and cells[3].startswith("-2.00") and cells[4].startswith("+2.00")
+    assert "paired comparison with the ablation" not in text  # no agm-random run
     assert further_metrics(collect(_only_paper_metrics(tmp_path))) == ""
 
 
@@ -507,3 +508,16 @@ def test_every_registered_ablation_names_a_registered_objective_and_one_objectiv
             if cls.ablation.objective is not None:  # an ablation trains like its objective: with a prior or without
                 assert OBJECTIVES[cls.ablation.objective].needs_prior == cls.needs_prior, name
     assert [name for name, cls in OBJECTIVES.items() if cls.paper] == ["guided"]
+
+
+def test_further_metrics_are_paired_with_the_ablation_too(tmp_path: Path):
+    root = tmp_path / "metrics"
+    for data_seed in range(3):  # worst-group accuracy: ex2l 2 + seed points above its lambda = 0 ablation
+        for method, worst in (("baseline", 40.0), ("ex2l", 45.0 + data_seed), ("ex2l-multitask", 43.0)):
+            _write(root, "amazon", f"k50-seed{data_seed}", method, 0, _plain(70.0) | {"worst_group_accuracy": worst})
+    text = further_metrics(collect(root)).split("## Further metrics: paired comparison with the ablation", 1)[1]
+    # differences 2, 3, 4: the 3 pairs' resampled means lie in [2, 4]
+    cells = _row(text, "### Setting `k50`, amazon", "eX2L")
+    assert cells[:4] == ["eX2L", "Multitask (eX2L, λ = 0)", "λ = 0 (multitask)", "3"]
+    mean, low, high = (float(x) for x in re.fullmatch(r"([-+][\d.]+) \[([-+][\d.]+), ([-+][\d.]+)\]\*", cells[4]).groups())
+    assert mean == 3.0 and 2.0 <= low < mean < high <= 4.0
