@@ -135,7 +135,7 @@ def stage_item(stage: PipelineStage) -> dict[str, str]:
 
 
 def task_run_name(stage: PipelineStage) -> str:
-    """A name that reads well in the UI, e.g. "guided · banking77_mini · k5-seed0 · cap+ig · seed 0"."""
+    """A name that reads well in the UI, e.g. "guided · banking77_mini · k5-seed0 · guided · cap+ig · seed 0"."""
     values = (f"seed {value}" if name == "seed" else value for name, value in stage_item(stage).items())
     return " · ".join([split_group_name(stage.name)[0], *values])
 
@@ -164,8 +164,8 @@ def select_stages(
             None = every stage.
         filters: keys of ``_FILTER_KEYS`` (datasets, settings, objectives, priors, seeds) -> allowed
             values. A filter keeps the stages whose item has an allowed value for its key or lacks
-            the key (so the prior-free students stay with a priors filter, and the guided ones with
-            an objectives filter); a
+            the key (so the prior-free students stay with a priors filter; an objectives filter
+            selects the prior students by their objective too); a
             whole-experiment stage runs only without filters.
 
     Returns:
@@ -478,7 +478,7 @@ def capflow(
             under profiles/ ("paper") or a YAML path; see :func:`check_profile`.
         datasets: only stages of these datasets (None = all).
         settings: only these few-shot settings, e.g. ["k5-seed0", "full"].
-        objectives: only these prior-free objectives (student.objectives names); guided students stay.
+        objectives: only these objectives (student.objectives and student.prior_objectives names).
         priors: only these priors (student.priors names); prior-free students stay.
         seeds: only these training seeds (student.seeds).
         targets: only these stages (names, groups like "fewshot", or "guided@banking77_mini")

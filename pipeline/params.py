@@ -231,11 +231,13 @@ class PriorsParams(_Section):
 
 
 class StudentParams(_Section):
-    """The students: every objective in ``objectives`` on every setting, and ``prior_objective`` once per prior.
+    """The students: every objective in ``objectives`` on every setting, and every objective of
+    ``prior_objectives`` once per prior (the grid prior_objectives x priors, and x extra_priors on
+    experiment.extra_settings).
 
     A student is (objective, prior or none, seed); objectives are registered in
-    ``pipeline.objectives`` (checked when a student trains) and take their settings from
-    ``settings.<objective>``.
+    ``pipeline.objectives`` (checked when a student trains: prior-free ones in ``objectives``, ones that
+    take a prior in ``prior_objectives``) and take their settings from ``settings.<objective>``.
     """
 
     model: str = Field(description="built-in name, local dir or hub id of the student classifier")
@@ -253,9 +255,12 @@ class StudentParams(_Section):
     objectives: list[str] = Field(
         ["baseline"], min_length=1, description="prior-free objectives, each trained on every setting of experiment.datasets"
     )
-    prior_objective: str = Field("guided", description="the objective of the students trained with a prior")
+    prior_objectives: list[str] = Field(
+        ["guided"], description="objectives that take a prior: each trained once per prior of priors (and extra_priors)"
+    )
     priors: list[str] = Field(
-        [], description="prior combinations and controls (oracle, random): one prior_objective student each, on prior_datasets"
+        [], description="prior combinations and controls (oracle, random): one student per objective of "
+        "prior_objectives each, on prior_datasets"
     )
     extra_priors: list[str] = Field([], description="more prior combinations, trained on experiment.extra_settings only")
     settings: dict[str, dict[str, Any]] = Field(
@@ -264,16 +269,24 @@ class StudentParams(_Section):
 
     @model_validator(mode="after")
     def _objectives(self) -> StudentParams:
-        names = [n for n in self.objectives + [self.prior_objective] if "." in n]
-        if names:
-            raise ValueError(f"student: objective name {names[0]!r} must not contain '.' (it separates objective and prior)")
-        used = self.objectives + ([self.prior_objective] if self.priors or self.extra_priors else [])
+        for key, names in (("objectives", self.objectives), ("prior_objectives", self.prior_objectives)):
+            dotted = [n for n in names if "." in n]
+            if dotted:
+                raise ValueError(f"student.{key}: objective name {dotted[0]!r} must not contain '.' "
+                                 "(it separates objective and prior)")
+            if len(set(names)) < len(names):
+                raise ValueError(f"student.{key}: an objective is listed twice")
+        both = [n for n in self.prior_objectives if n in self.objectives]
+        if both:
+            raise ValueError(f"student.prior_objectives: {both[0]!r} is in student.objectives too "
+                             "(an objective either takes a prior or does not)")
+        if (self.priors or self.extra_priors) and not self.prior_objectives:
+            raise ValueError("student.prior_objectives: empty, but student.priors asks for prior students")
+        used = self.objectives + (self.prior_objectives if self.priors or self.extra_priors else [])
         missing = [n for n in used if n not in self.settings]
         if missing:
             name = missing[0]
             raise ValueError(f"student.settings: no entry for objective {name!r} (write `{name}: {{}}` for its defaults)")
-        if len(set(self.objectives)) < len(self.objectives):
-            raise ValueError("student.objectives: an objective is listed twice")
         return self
 
 
@@ -356,6 +369,24 @@ class Params(_Section):
     adversarial: AdversarialParams = AdversarialParams()
     evaluation: EvaluationParams = EvaluationParams()
     resources: ResourcesParams = ResourcesParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, raw: object) -> object:
+        """Refuse a key that was renamed, pointing at its new name (no silent alias).
+
+        Args:
+            raw: the parsed YAML document.
+
+        Returns:
+            ``raw`` unchanged.
+        """
+        student = raw.get("student") if isinstance(raw, dict) else None
+        if isinstance(student, dict) and "prior_objective" in student:
+            value = student["prior_objective"]
+            raise ValueError(f"student.prior_objective: renamed student.prior_objectives, a list of the objectives "
+                             f"trained with each prior (write `prior_objectives: [{value}]`)")
+        return raw
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
@@ -471,6 +502,8 @@ def _one_line(error: ValidationError, path: Path) -> str:
         allowed = ", ".join(section.model_fields) if is_section else "see pipeline/params.py"
         return f"{path}: unknown key {key!r} (allowed here: {allowed})"
     if first["type"] == "value_error" and not first["loc"]:  # a cross-field check: its message names the keys
+        return f"{path}: {first['ctx']['error']}"
+    if first["type"] == "value_error" and str(first["ctx"]["error"]).startswith(f"{key}."):  # a section's, naming its key
         return f"{path}: {first['ctx']['error']}"
     return f"{path}: {key}: {first['msg']} (got {first.get('input')!r})"
 

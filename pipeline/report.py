@@ -1,10 +1,13 @@
-"""Results report: Table-1-style mean ± sd tables, paired tests against the baseline, the paper's figures.
+"""Results report: Table-1-style mean ± sd tables, paired tests against the baseline and against each row's
+ablation, the paper's figures.
 
 Input layout: ``metrics/<dataset>/<setting>/<model name>-seed<S>.json``, each a JSON object with the
 keys in ``METRIC_KEYS`` (all in percent), and where the setting has adversarial sets
 ``metrics/<dataset>/<setting>/adversarial.json`` with ``ADVERSARIAL_KEYS`` per student. A student
 (a "method" row) is an objective, or an objective with a prior (``pipeline.artifacts.model_name``);
-its display name comes from the objective registry and the prior sources. A k-shot setting carries its data seed in its name
+its display name, its place in the tables, whether it is the paper's row and the ablation it is paired with come
+from the objective registry (``pipeline.objectives``: the registry's order, each class's ``display``, ``paper``
+and ``ablation``) and the prior sources. A k-shot setting carries its data seed in its name
 (``k5-seed0`` .. ``k5-seed4``); those settings form one group (``k5``) and each (data seed,
 training seed) pair is one replicate, named ``<setting>/seed<S>``. A setting without a seed
 suffix (``full``) is its own group. Replicates with the same name are paired across methods.
@@ -26,9 +29,9 @@ from scipy.stats import wilcoxon
 from pipeline.artifacts import ADVERSARIAL_METRICS, model_name, parse_model_name
 from pipeline.errors import ArtifactError
 from pipeline.io import atomic_write
-from pipeline.objectives import OBJECTIVES, objective_class
+from pipeline.objectives import OBJECTIVES, objective_class, paper_objective
 from pipeline.params import setting_group
-from pipeline.priors.fusion import COMBINATIONS, DISPLAY_NAMES
+from pipeline.priors.fusion import COMBINATIONS, DISPLAY_NAMES, HYBRID
 
 METRIC_KEYS = ("accuracy", "validation_accuracy", "comprehensiveness", "sufficiency")
 ADVERSARIAL_KEYS = ("adv_add_accuracy", "adv_replace_accuracy", "adv_accuracy")
@@ -39,26 +42,23 @@ TABLE_METRICS = {
     "comprehensiveness": "Com ↑",
     "sufficiency": "Suf ↓",
 }
-CAP_FAMILY = "guided"  # the objective of the paper's prior rows
-CAP_HYBRID = model_name(CAP_FAMILY, "cap+ig+lime")
-# row order: the paper's (baseline, then the prior combinations and controls), then the other objectives
-METHODS = ["baseline", *(model_name(CAP_FAMILY, prior) for prior in COMBINATIONS), *(o for o in OBJECTIVES if o != "baseline")]
+BASELINE = "baseline"  # the reference row of every paired comparison (and the IG prior's teacher)
+PAPER_ROW = model_name(paper_objective() or BASELINE, HYBRID)  # the paper's CAP Hybrid row (registry: ``paper``)
 DATASETS = {"hwu64": "HWU64", "banking77": "Banking77", "clinc150": "CLINC150"}
 # (setting group, dataset) -> method -> (accuracy, adversarial accuracy), from METHOD.md
 PAPER = {
-    ("k5", "hwu64"): {"baseline": (75.56, 62.36), CAP_HYBRID: (79.09, 70.63)},
-    ("k5", "banking77"): {"baseline": (74.04, 53.82), CAP_HYBRID: (78.63, 58.05)},
-    ("k5", "clinc150"): {"baseline": (87.99, 71.70), CAP_HYBRID: (89.69, 74.70)},
-    ("full", "banking77"): {"baseline": (92.63, 70.29), CAP_HYBRID: (93.51, 84.97)},
+    ("k5", "hwu64"): {BASELINE: (75.56, 62.36), PAPER_ROW: (79.09, 70.63)},
+    ("k5", "banking77"): {BASELINE: (74.04, 53.82), PAPER_ROW: (78.63, 58.05)},
+    ("k5", "clinc150"): {BASELINE: (87.99, 71.70), PAPER_ROW: (89.69, 74.70)},
+    ("full", "banking77"): {BASELINE: (92.63, 70.29), PAPER_ROW: (93.51, 84.97)},
 }
 # the decoy benchmark's columns (pipeline.evaluation): accuracies and flip rate in %, decoy mass a share, cosine in [-1, 1]
 DECOY_KEYS = ("decoy_matched_accuracy", "decoy_randomised_accuracy", "decoy_flip_rate", "decoy_mass")
 PRIOR_KEYS = ("prior_cosine", "prior_spearman")  # a prior student's accurate IG against its prior
 CONTROL_COLUMNS = {"accuracy": "Clean", "decoy_matched_accuracy": "Matched", "decoy_randomised_accuracy": "Randomised",
                    "decoy_flip_rate": "Flip rate", "decoy_mass": "Decoy mass", "prior_cosine": "Prior cos"}
-# the positive controls' rows first: the known answer, the controls, then the LLM's priors
-CONTROL_ORDER = ["baseline", *(model_name(CAP_FAMILY, prior) for prior in
-                               ("decoy_truth", "oracle", "random", "cap", "lime", "ig", "cap+ig+lime"))]
+# the positive controls' priors first, within each objective: the known answer, the controls, then the LLM's priors
+CONTROL_PRIORS = ("decoy_truth", "oracle", "random", "cap", "lime", "ig", "cap+ig+lime")
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 WILCOXON_MIN_PAIRS = 6  # below 6 non-zero pairs the exact two-sided p is never < 0.05
@@ -74,17 +74,40 @@ _SCHEMA = {
 
 
 def display_name(model: str) -> str:
-    """The report's name of a student: "Baseline", "CAP Hybrid", "Oracle IG (control)", "AGM", "AGM (CAP)", ...
+    """The report's name of a student: "Baseline", "CAP Hybrid", "Oracle IG (control)", "AGM", "RRR (CAP)", ...
 
-    A prior row of the CAP family is named by its prior alone, like the paper's table; names that no
-    objective or prior declares are shown as they are.
+    A prior row of the paper's objective (its class's ``paper``) is named by its prior alone, like the
+    paper's table, another objective's as "<display> (<prior>)"; names that no objective or prior
+    declares are shown as they are.
     """
     objective, prior = parse_model_name(model)
     if objective not in OBJECTIVES or (prior is not None and prior not in DISPLAY_NAMES):
         return model
+    cls = objective_class(objective)
     if prior is None:
-        return objective_class(objective).display
-    return DISPLAY_NAMES[prior] if objective == CAP_FAMILY else f"{objective_class(objective).display} ({DISPLAY_NAMES[prior]})"
+        return cls.display
+    return DISPLAY_NAMES[prior] if cls.paper else f"{cls.display} ({DISPLAY_NAMES[prior]})"
+
+
+def method_rank(model: str, *, priors: Iterable[str] = ()) -> tuple[int, int, int, str]:
+    """Sort key of a row: objectives in the registry's order, each one's prior-free row first, then its
+    prior rows (``priors`` first, in that order, then the other combinations in ``COMBINATIONS`` order);
+    names that no objective or prior declares last, alphabetically."""
+    objective, prior = parse_model_name(model)
+    if objective not in OBJECTIVES or (prior is not None and prior not in COMBINATIONS):
+        return (1, 0, 0, model)
+    first = list(priors)
+    order = first + [name for name in COMBINATIONS if name not in first]
+    return (0, list(OBJECTIVES).index(objective), -1 if prior is None else order.index(prior), "")
+
+
+def ablation_of(model: str) -> tuple[str, str] | None:
+    """The model name of the row ``model`` is paired with in the ablation table, and what the ablation takes
+    away (the registry's ``ablation`` of its objective); None for a row without one (or that is its own)."""
+    objective, prior = parse_model_name(model)
+    ablation = objective_class(objective).ablation if objective in OBJECTIVES else None
+    row = ablation.row(objective, prior) if ablation is not None else None
+    return None if row is None else (model_name(*row), ablation.what)
 
 
 def collect(metrics_dir: Path) -> pl.DataFrame:
@@ -150,7 +173,7 @@ def results_table(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None,
             _markdown_row(["Method", *header]),
             _markdown_row(["---"] + ["---:"] * len(header)),
         ]
-        for method in _ordered(sub["method"], METHODS):
+        for method in _methods(sub["method"]):
             row = [display_name(method)]
             for dataset in datasets:
                 run = runs.get((dataset, method))
@@ -195,8 +218,8 @@ def paired_tests(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None,
         for dataset in _ordered(sub["dataset"], DATASETS):
             lines += [f"### Setting `{group}`, {_name(dataset, DATASETS)}", ""]
             runs = sub.filter(pl.col("dataset") == dataset)
-            baseline = runs.filter(pl.col("method") == "baseline")
-            others = [m for m in _ordered(runs["method"], METHODS) if m != "baseline"]
+            baseline = runs.filter(pl.col("method") == BASELINE)
+            others = [m for m in _methods(runs["method"]) if m != BASELINE]
             if baseline.is_empty() or not others:
                 lines += ["No baseline run or no other method: nothing to compare.", ""]
                 continue
@@ -220,6 +243,62 @@ def paired_tests(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None,
     return "\n".join(lines)
 
 
+def ablation_tests(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None,
+                   title: str = "Paired comparison with the ablation") -> str:
+    """Each row against its ablation: the row the registry pairs it with (``ablation_of``: AGM with random
+    tokens, a prior-guided row with the random prior, ...), where both were run on the same setting group and
+    dataset.
+
+    The statistic is the paired one of ``paired_tests`` (``_paired_cell``): a bootstrap 95% CI of the mean
+    difference row − ablation over the replicates both share (same data seed and training seed).
+
+    Args:
+        frame: the output of ``collect``.
+        metrics: metric column -> label; default: the main table's.
+        title: the section's title.
+
+    Returns:
+        A Markdown section, one table per (setting group, dataset) with at least one such pair; empty string
+        when no row's ablation was run beside it.
+    """
+    metrics = metrics or _table_metrics(frame)
+    tables = []
+    for group, sub in _groups(frame):
+        for dataset in _ordered(sub["dataset"], DATASETS):
+            runs = sub.filter(pl.col("dataset") == dataset)
+            ran = set(runs["method"])
+            rows = [(m, *found) for m in _methods(runs["method"]) if (found := ablation_of(m)) and found[0] in ran]
+            if not rows:
+                continue
+            lines = [f"### Setting `{group}`, {_name(dataset, DATASETS)}", "",
+                     _markdown_row(["Method", "Ablation", "Takes away", "n", *metrics.values()]),
+                     _markdown_row(["---", "---", "---", "---:"] + ["---:"] * len(metrics))]
+            for method, ablation, what in rows:
+                pairs = runs.filter(pl.col("method") == method).join(
+                    runs.filter(pl.col("method") == ablation), on="replicate", suffix="_ablation")
+                if len(pairs) == 0:
+                    cells = ["n/a (no replicate shared with the ablation)"] * len(metrics)
+                elif len(pairs) == 1:
+                    cells = ["n/a (1 replicate)"] * len(metrics)
+                else:
+                    cells = [_paired_cell((pairs[m] - pairs[f"{m}_ablation"]).to_numpy()) for m in metrics]
+                lines.append(_markdown_row([display_name(method), display_name(ablation), what, str(len(pairs)), *cells]))
+            tables += lines + [""]
+    if not tables:
+        return ""
+    return "\n".join([
+        f"## {title}",
+        "",
+        "Each row against its ablation, the same method with what it adds taken away (the objective registry's "
+        "`ablation`), where both were run: paired bootstrap 95% CI of the mean difference (row − ablation, "
+        f"percentage points), replicates matched by data seed and training seed, {BOOTSTRAP_RESAMPLES:,} "
+        f"resamples (seed {BOOTSTRAP_SEED}); `*` marks a CI that excludes 0; Wilcoxon p as in the comparison "
+        "with the baseline.",
+        "",
+        *tables,
+    ])
+
+
 def further_metrics(frame: pl.DataFrame) -> str:
     """The metrics a profile asked for beyond the paper's (targets, group accuracies, a second rationale).
 
@@ -227,8 +306,8 @@ def further_metrics(frame: pl.DataFrame) -> str:
         frame: the output of ``collect``.
 
     Returns:
-        Mean ± sd tables and paired comparisons with the baseline, like the main ones (empty string
-        when there are no further metrics).
+        Mean ± sd tables and paired comparisons with the baseline and with each row's ablation, like
+        the main ones (empty string when there are no further metrics).
     """
     # the decoy and alignment keys have their own sections (positive_controls, prior_alignment)
     keys = [key for key in frame.columns if key not in _SCHEMA and key not in DECOY_KEYS + PRIOR_KEYS
@@ -239,6 +318,7 @@ def further_metrics(frame: pl.DataFrame) -> str:
     return "\n".join([
         results_table(frame, metrics=metrics, title="Further metrics"),
         paired_tests(frame, metrics=metrics, title="Further metrics: paired comparison with the baseline"),
+        ablation_tests(frame, metrics=metrics, title="Further metrics: paired comparison with the ablation"),
     ])
 
 
@@ -277,13 +357,12 @@ def positive_controls(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> str:
         "training sentences. Ceiling: the baseline of the same data without decoys (clean accuracy).",
         "",
     ]
-    order = CONTROL_ORDER + [m for m in METHODS if m not in CONTROL_ORDER]
     for group, sub in _groups(decoyed):
         for dataset in _ordered(sub["dataset"], DATASETS):
             runs = sub.filter(pl.col("dataset") == dataset)
             ceiling = frame.filter((pl.col("setting_group") == group) & (pl.col("dataset") == ceilings.get(dataset, ""))
-                                   & (pl.col("method") == "baseline"))
-            methods = _ordered(runs["method"], order)
+                                   & (pl.col("method") == BASELINE))
+            methods = _methods(runs["method"], priors=CONTROL_PRIORS)
             lines += [f"### Setting `{group}`, {_name(dataset, DATASETS)}", "",
                       "Mean ± sd (ddof=1) over replicates.", "",
                       _markdown_row(["Method", "n", *columns.values()]),
@@ -295,12 +374,12 @@ def positive_controls(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> str:
             if not ceiling.is_empty():
                 lines.append(_markdown_row([f"Ceiling ({ceilings[dataset]}, no decoy)", str(len(ceiling)),
                                             _mean_sd(ceiling["accuracy"].to_list()), *["–"] * (len(columns) - 1)]))
-            baseline = runs.filter(pl.col("method") == "baseline")
+            baseline = runs.filter(pl.col("method") == BASELINE)
             lines += ["", "Paired difference to the baseline (row − baseline, bootstrap 95% CI, `*`: excludes 0), "
                       "n pairs matched by data seed and training seed.", "",
                       _markdown_row(["Method", "n pairs", *compared.values()]),
                       _markdown_row(["---"] + ["---:"] * (len(compared) + 1))]
-            others = [(display_name(m), runs.filter(pl.col("method") == m), compared) for m in methods if m != "baseline"]
+            others = [(display_name(m), runs.filter(pl.col("method") == m), compared) for m in methods if m != BASELINE]
             if not ceiling.is_empty():
                 others.append((f"Ceiling ({ceilings[dataset]}, no decoy)", ceiling, {"accuracy": "Clean"}))
             for name, run, keys in others:
@@ -334,7 +413,7 @@ def prior_alignment(frame: pl.DataFrame) -> str:
                   _markdown_row(["---", "---", "---:", "---:", "---:"])]
         for dataset in _ordered(sub["dataset"], DATASETS):
             runs = sub.filter(pl.col("dataset") == dataset)
-            for method in _ordered(runs["method"], METHODS):
+            for method in _methods(runs["method"]):
                 run = runs.filter(pl.col("method") == method)
                 lines.append(_markdown_row([_name(dataset, DATASETS), display_name(method), str(len(run)),
                                             *(_mean_sd_or_dash(run[key]) if key in run.columns else "–" for key in PRIOR_KEYS)]))
@@ -351,7 +430,6 @@ def positive_controls_plot(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> 
     schema = {"setting": pl.String, "dataset": pl.String, "method": pl.String, "randomised_accuracy": pl.Float64}
     if "decoy_randomised_accuracy" not in frame.columns:
         return pl.DataFrame(schema=schema)
-    order = CONTROL_ORDER + [m for m in METHODS if m not in CONTROL_ORDER]
     decoyed = frame.filter(pl.col("decoy_randomised_accuracy").is_not_null())
     rows = []
     for group, sub in _groups(decoyed):
@@ -359,9 +437,9 @@ def positive_controls_plot(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> 
             runs = sub.filter(pl.col("dataset") == dataset)
             rows += [(group, _name(dataset, DATASETS), display_name(method),
                       float(runs.filter(pl.col("method") == method)["decoy_randomised_accuracy"].mean()))
-                     for method in _ordered(runs["method"], order)]
+                     for method in _methods(runs["method"], priors=CONTROL_PRIORS)]
             ceiling = frame.filter((pl.col("setting_group") == group) & (pl.col("dataset") == ceilings.get(dataset, ""))
-                                   & (pl.col("method") == "baseline"))["accuracy"]
+                                   & (pl.col("method") == BASELINE))["accuracy"]
             if ceiling.len():
                 rows.append((group, _name(dataset, DATASETS), "Ceiling (no decoy, clean)", float(ceiling.mean())))
     return pl.DataFrame(rows, schema=schema, orient="row")
@@ -483,9 +561,9 @@ def paper_comparison(frame: pl.DataFrame) -> str:
         for method, (acc, adv) in figures.items():
             acc_ours, adv_ours = (_mean_sd_or_missing(ours[method], m) for m in ("accuracy", "adv_accuracy"))
             table.append([group, DATASETS[dataset], display_name(method), f"{acc:.2f}", acc_ours, f"{adv:.2f}", adv_ours])
-        (base_acc, base_adv), (hyb_acc, hyb_adv) = figures["baseline"], figures[CAP_HYBRID]
+        (base_acc, base_adv), (hyb_acc, hyb_adv) = figures[BASELINE], figures[PAPER_ROW]
         table.append(
-            [group, DATASETS[dataset], "Δ CAP Hybrid − Baseline", f"{hyb_acc - base_acc:+.2f}"]
+            [group, DATASETS[dataset], f"Δ {display_name(PAPER_ROW)} − {display_name(BASELINE)}", f"{hyb_acc - base_acc:+.2f}"]
             + [_gap(ours, "accuracy"), f"{hyb_adv - base_adv:+.2f}", _gap(ours, "adv_accuracy")]
         )
     if table:
@@ -536,6 +614,7 @@ def write_report(*, metrics_dir: Path, out: Path, ceilings: dict[str, str] | Non
             oracle_note(frame, max_train=oracle_max_train),
             results_table(frame),
             paired_tests(frame),
+            ablation_tests(frame),
             further_metrics(frame),
             positive_controls(frame, ceilings=ceilings or {}),
             prior_alignment(frame),
@@ -548,7 +627,7 @@ def write_report(*, metrics_dir: Path, out: Path, ceilings: dict[str, str] | Non
     with atomic_write(results) as tmp:
         tmp.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
     means = frame.group_by("setting_group", "dataset", "method").agg(pl.col("accuracy").mean())
-    rows = sorted(means.iter_rows(), key=lambda r: (r[0], _rank(r[1], DATASETS), _rank(r[2], METHODS)))
+    rows = sorted(means.iter_rows(), key=lambda r: (r[0], _rank(r[1], DATASETS), method_rank(r[2])))
     accuracy = pl.DataFrame(
         [(group, _name(dataset, DATASETS), display_name(method), acc) for group, dataset, method, acc in rows],
         schema={"setting": pl.String, "dataset": pl.String, "method": pl.String, "accuracy": pl.Float64},
@@ -624,6 +703,11 @@ def _groups(frame: pl.DataFrame) -> Iterable[tuple[str, pl.DataFrame]]:
         yield group, frame.filter(pl.col("setting_group") == group)
 
 
+def _methods(names: pl.Series, *, priors: Iterable[str] = ()) -> list[str]:
+    """The distinct rows of ``names`` in the report's order (``method_rank``)."""
+    return sorted(set(names), key=lambda name: method_rank(name, priors=priors))
+
+
 def _ordered(names: pl.Series, known: dict[str, str] | list[str]) -> list[str]:
     return sorted(set(names), key=lambda name: _rank(name, known))
 
@@ -658,7 +742,7 @@ def _mean_sd_or_missing(runs: pl.DataFrame, metric: str) -> str:
 
 
 def _gap(ours: dict[str, pl.DataFrame], metric: str) -> str:
-    base, hybrid = (ours[m][metric].drop_nulls() for m in ("baseline", CAP_HYBRID))
+    base, hybrid = (ours[m][metric].drop_nulls() for m in (BASELINE, PAPER_ROW))
     return "–" if base.is_empty() or hybrid.is_empty() else f"{float(hybrid.mean()) - float(base.mean()):+.2f}"
 
 

@@ -18,16 +18,31 @@ from pipeline.artifacts import training_curve_file
 from pipeline.errors import ArtifactError, ConfigError
 from pipeline.io import atomic_dir, write_parquet
 from pipeline.models import load_student, resolve_device
-from pipeline.objectives import get_objective, objective_class
+from pipeline.objectives import OBJECTIVES, get_objective, objective_class
 from pipeline.objectives.base import Objective, Task
-from pipeline.params import Params
+from pipeline.params import PARAMS_FILE, Params
 from pipeline.training import MODULES_FILE, Example, train_student, write_training_curve
 
 
 def objective_from_params(params: Params, name: str) -> Objective:
-    """The objective ``name`` with its ``student.settings.<name>`` (and the fusion's normalisation where it has that setting)."""
+    """The objective ``name`` with its ``student.settings.<name>`` (and the fusion's normalisation where it has that setting).
+
+    Raises:
+        ConfigError: ``name`` has no settings, or it is listed in ``student.objectives`` or
+            ``student.prior_objectives`` and is not registered or not of that kind (one line naming the key).
+    """
     if name not in params.student.settings:
         raise ConfigError(f"student.settings: no entry for objective {name!r} (write `{name}: {{}}` for its defaults)")
+    for key, names, with_prior in (("objectives", params.student.objectives, False),
+                                   ("prior_objectives", params.student.prior_objectives, True)):
+        if name not in names:
+            continue
+        if name not in OBJECTIVES:
+            raise ConfigError(f"{PARAMS_FILE}: student.{key}: unknown objective {name!r} (registered: {', '.join(OBJECTIVES)})")
+        if objective_class(name).needs_prior != with_prior:
+            kind = ("takes no prior: list it in student.objectives" if with_prior
+                    else "takes a prior: list it in student.prior_objectives")
+            raise ConfigError(f"{PARAMS_FILE}: student.{key}: objective {name!r} {kind}")
     settings = dict(params.student.settings[name])
     if "normalisation" in {f.name for f in fields(objective_class(name))}:
         settings["normalisation"] = params.priors.normalisation

@@ -36,7 +36,7 @@ def main(dataset: str, setting: str) -> None:
         shown_sentences(test, labels=labels, n=params.evaluation.heatmap_sentences), labels=labels, params=params,
         scorer=scorer_from_params(params), cache=ScoreCache(SCORE_CACHE),
         teacher=student_dir(dataset, setting, "baseline", params.priors.ig.teacher_seed),
-        student=student_dir(dataset, setting, model_name(params.student.prior_objective, HYBRID), params.student.seeds[0]),
+        student=student_dir(dataset, setting, model_name(params.student.prior_objectives[0], HYBRID), params.student.seeds[0]),
     )
     render_heatmaps(rows, html_out=heatmaps_page(dataset, setting), png_dir=heatmaps_dir(dataset, setting))
     print(f"wrote {heatmaps_page(dataset, setting)}")

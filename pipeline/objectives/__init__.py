@@ -1,9 +1,11 @@
 """The registry of training objectives: one line per objective.
 
 Prior-free objectives (``baseline``; the siblings) train once per (setting, seed); prior-guided
-ones (``needs_prior``: the CAP family's ``guided``) once per prior as well. An objective is one
+ones (``needs_prior``: the CAP family's ``guided``, ``rrr``) once per prior as well. An objective is one
 module under ``pipeline/objectives/`` (a subclass of ``base.Objective``) plus its line here; the
 training loop, the stages, the report and the flow read everything else from it and from params.
+The order of the lines is the order of the report's rows; the class attributes name the rows
+(``display``), mark the paper's method (``paper``) and pair each row with its ablation (``ablation``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "align": Align,
     "align-fixed": AlignFixed,
 }
+
+
+def paper_objective() -> str | None:
+    """The registered objective of the paper's prior rows (its class's ``paper``), None when none is marked."""
+    return next((name for name, cls in OBJECTIVES.items() if cls.paper), None)
 
 
 def objective_class(name: str) -> type[Objective]:

@@ -31,7 +31,7 @@ from transformers import PreTrainedModel
 from pipeline.attribution import gradient_x_input
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
-from pipeline.objectives.base import Batch, Objective
+from pipeline.objectives.base import Ablation, Batch, Objective
 from pipeline.objectives.selection import above_quantile, random_like, replace
 
 
@@ -48,6 +48,7 @@ class Agm(Objective):
     """
 
     display = "AGM"
+    ablation = Ablation("random tokens", objective="agm-random")
 
     quantile: float = 0.75
     lambda_mask: float = 1.0
@@ -108,6 +109,7 @@ class AgmRandom(Agm):
     """The ablation: AGM's loss on as many real tokens per sentence as AGM selects, drawn uniformly."""
 
     display = "AGM-random"
+    ablation = None
 
     def select(self, attribution: Tensor, *, real: Tensor) -> Tensor:
         return random_like(super().select(attribution, real=real), real=real)

@@ -44,7 +44,7 @@ from pipeline.attribution import pad_baseline
 from pipeline.errors import ConfigError
 from pipeline.gradcam import hidden_and_pooled, sequence_head, text_grad_cam
 from pipeline.models import eval_mode
-from pipeline.objectives.base import Batch, ExtraModule, Objective, Phase, Task
+from pipeline.objectives.base import Ablation, Batch, ExtraModule, Objective, Phase, Task
 from pipeline.objectives.selection import above_quantile
 
 
@@ -246,6 +246,7 @@ class Align(Objective):
     """
 
     display = "ALIGN"
+    ablation = Ablation("fixed mask", objective="align-fixed")
     keep_rate: float = 0.3
     temperature: float = 0.5
     lambda2: float = 0.1
@@ -352,6 +353,7 @@ class AlignFixed(Align):
     so that reports name it apart."""
 
     display = "ALIGN (fixed mask)"
+    ablation = None
     fixed_mask: bool = True
 
     def __post_init__(self) -> None:

@@ -87,17 +87,52 @@ class Task:
     column_values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Ablation:
+    """What an objective's rows are compared with in the report's ablation table: the same method with
+    what it adds taken away, trained on the same settings and seeds.
+
+    The ablation row is (``objective`` or the row's own objective, ``prior`` or the row's own prior). An
+    ablation that is its own class (``agm-random``) carries its overrides as its class's defaults and is
+    asked for like any objective, by listing it in ``student.objectives`` (or ``student.prior_objectives``)
+    with its ``student.settings`` entry; an ablation by prior (``random``) by listing that prior.
+
+    Attributes:
+        what: what the ablation takes away, in the report ("random tokens", "random prior", ...).
+        objective: the ablation's registered objective; None = the row's own.
+        prior: the ablation's prior (a combination or control of ``pipeline.priors.fusion``); None = the
+            row's own (none for a prior-free row).
+    """
+
+    what: str
+    objective: str | None = None
+    prior: str | None = None
+
+    def row(self, objective: str, prior: str | None) -> tuple[str, str | None] | None:
+        """The (objective, prior) the row (``objective``, ``prior``) pairs with; None when that is the row itself."""
+        pair = (self.objective or objective, self.prior or prior)
+        return None if pair == (objective, prior) else pair
+
+
 class Objective:
     """A training objective. Subclasses are frozen dataclasses whose fields are its settings
     (params.yaml ``student.settings.<name>``), checked in ``__post_init__``.
 
+    The report reads the class attributes: its rows come in the registry's order
+    (``pipeline.objectives.OBJECTIVES``), each objective's prior rows in the priors' order.
+
     Attributes:
         display: the name in reports.
         needs_prior: whether batches carry a prior (the objective is trained once per prior).
+        paper: the paper's method (one objective): its prior rows are the paper's rows, named by their
+            prior alone ("CAP Hybrid"), and its CAP Hybrid row is compared with the paper's figures.
+        ablation: the row each of its rows is paired with in the report's ablation table; None = none.
     """
 
     display: ClassVar[str]
     needs_prior: ClassVar[bool] = False
+    paper: ClassVar[bool] = False
+    ablation: ClassVar[Ablation | None] = None
 
     def _check_non_negative(self, *names: str) -> None:
         """Refuse a negative setting, naming the objective (its registry prefix) and the setting."""

@@ -37,7 +37,7 @@ from transformers import PreTrainedModel
 from pipeline.errors import ConfigError
 from pipeline.gradcam import empty_maps, grad_cam_map, grad_cam_scores, hidden_and_pooled, sequence_head
 from pipeline.models import eval_mode
-from pipeline.objectives.base import Batch, ExtraModule, Objective, Phase, Task
+from pipeline.objectives.base import Ablation, Batch, ExtraModule, Objective, Phase, Task
 
 
 def dice(first: Tensor, second: Tensor, *, mask: Tensor) -> Tensor:
@@ -72,6 +72,7 @@ class Ex2l(Objective):
     """
 
     display = "eX2L"
+    ablation = Ablation("λ = 0 (multitask)", objective="ex2l-multitask")
     confounder: str = "category"
     mu: float = 1.0
     lam: float = 1.0
@@ -129,6 +130,7 @@ class Ex2lMultitask(Ex2l):
     its own class so that reports name it apart."""
 
     display = "Multitask (eX2L, λ = 0)"
+    ablation = None
     lam: float = 0.0
 
     def __post_init__(self) -> None:

@@ -24,7 +24,7 @@ from torch import Tensor
 from pipeline.attribution import integrated_gradients, occlusion, pad_baseline, tokens_to_words, word_gradient_norms
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
-from pipeline.objectives.base import Objective
+from pipeline.objectives.base import Ablation, Objective
 from pipeline.priors.fusion import Normalisation, normalise
 
 Attribution = Literal["ig", "gradient_norm", "occlusion"]
@@ -74,6 +74,8 @@ class Guided(Objective):
 
     display = "Guided"
     needs_prior = True
+    paper = True
+    ablation = Ablation("random prior", prior="random")
     beta: float = 1.0
     ig_steps: int = 8
     attribution: Attribution = "ig"

@@ -45,7 +45,7 @@ from transformers import PreTrainedModel
 from pipeline.attribution import gradient_x_input, integrated_gradients, pad_baseline
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
-from pipeline.objectives.base import Batch, Objective
+from pipeline.objectives.base import Ablation, Batch, Objective
 from pipeline.objectives.selection import lowest, replace
 
 _WEIGHTS = {"input_grad": "alpha", "vat": "beta", "cons": "gamma", "att": "delta"}  # logged term -> its weight
@@ -65,6 +65,7 @@ class Regex(Objective):
     """
 
     display = "REGEX"
+    ablation = Ablation("no explanation terms (γ = δ = 0)", objective="regex-no-explanation")
 
     alpha: float = 1.0
     beta: float = 1.0
@@ -143,6 +144,7 @@ class RegexNoExplanation(Regex):
     """The ablation: REGEX's input-gradient and virtual-adversarial terms only (gamma = delta = 0)."""
 
     display = "REGEX w/o expl."
+    ablation = None
 
     gamma: float = 0.0
     delta: float = 0.0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pipeline.attribution import word_gradient_norms
 from pipeline.models import eval_mode
-from pipeline.objectives.base import Objective
+from pipeline.objectives.base import Ablation, Objective
 from pipeline.priors.fusion import normalise
 
 
@@ -29,6 +29,7 @@ class Rrr(Objective):
 
     display = "RRR"
     needs_prior = True
+    ablation = Ablation("random prior", prior="random")
     lam: float = 100.0
 
     def __post_init__(self) -> None:

@@ -266,8 +266,8 @@ def test_selection_follows_the_dvc_graph(project: Path) -> None:
 
         cap_ig = select_stages(graph, targets=["evaluate_guided"], filters={"priors": ["cap+ig"]})
         assert [name for name in names(cap_ig) if name.startswith(("guided@", "evaluate"))] == [
-            "evaluate_guided@banking77_mini-k5-seed0-cap+ig-0",
-            "guided@banking77_mini-k5-seed0-cap+ig-0",
+            "evaluate_guided@banking77_mini-k5-seed0-guided-cap+ig-0",
+            "guided@banking77_mini-k5-seed0-guided-cap+ig-0",
         ]
         assert "train@banking77_mini-k5-seed0-baseline-0" in names(cap_ig)  # upstream: the IG prior's teacher
 
@@ -279,8 +279,8 @@ def test_selection_follows_the_dvc_graph(project: Path) -> None:
 
         assert names(stage for stage in cap_ig if not any(cap_ig.successors(stage))) == ["data@banking77_mini"]
 
-        guided = next(stage for stage in graph if stage.name == "guided@banking77_mini-k5-seed0-cap+ig-0")
-        assert task_run_name(guided) == "guided · banking77_mini · k5-seed0 · cap+ig · seed 0"
+        guided = next(stage for stage in graph if stage.name == "guided@banking77_mini-k5-seed0-guided-cap+ig-0")
+        assert task_run_name(guided) == "guided · banking77_mini · k5-seed0 · guided · cap+ig · seed 0"
 
         with pytest.raises(ConfigError, match=r"targets: 'nope' names no stage"):
             select_stages(graph, targets=["nope"])

@@ -18,7 +18,7 @@ def test_shipped_profiles_validate_and_build_their_objectives(path):
     assert params.experiment.datasets
     assert set(params.experiment.settings) <= set(setting_names(params.fewshot))
     priors = params.student.priors or params.student.extra_priors
-    for name in params.student.objectives + ([params.student.prior_objective] if priors else []):
+    for name in params.student.objectives + (params.student.prior_objectives if priors else []):
         assert objective_from_params(params, name).display
 
 
@@ -84,6 +84,58 @@ def test_experiment_setting_must_be_produced():
         parse_params(raw)
     produced = [f"k5-seed{s}" for s in range(5)]
     assert str(info.value) == f"params.yaml: experiment.settings: 'k7-seed0' is not produced by fewshot (has {produced})"
+
+
+def test_prior_objectives_is_a_list_crossed_with_the_priors():
+    raw = _default()
+    assert parse_params(raw).student.prior_objectives == ["guided"]
+    del raw["student"]["prior_objectives"]
+    assert parse_params(raw).student.prior_objectives == ["guided"]  # the default
+    raw["student"].update(prior_objectives=["guided", "rrr"])
+    raw["student"]["settings"]["rrr"] = {"lam": 1.0}
+    params = parse_params(raw)
+    assert params.student.prior_objectives == ["guided", "rrr"]
+    assert objective_from_params(params, "rrr").lam == 1.0
+
+
+def test_the_scalar_prior_objective_is_refused_pointing_at_the_list():
+    raw = _default()
+    raw["student"]["prior_objective"] = "rrr"
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    assert str(info.value) == ("params.yaml: student.prior_objective: renamed student.prior_objectives, a list of the "
+                               "objectives trained with each prior (write `prior_objectives: [rrr]`)")
+
+
+@pytest.mark.parametrize(("objectives", "prior_objectives", "message"), [
+    (["baseline"], ["guided", "rrr"], "student.settings: no entry for objective 'rrr' (write `rrr: {}` for its defaults)"),
+    (["baseline"], ["guided", "guided"], "student.prior_objectives: an objective is listed twice"),
+    (["baseline"], ["guided.cap"], "student.prior_objectives: objective name 'guided.cap' must not contain '.'"),
+    (["baseline", "guided"], ["guided"], "student.prior_objectives: 'guided' is in student.objectives too"),
+    (["baseline"], [], "student.prior_objectives: empty, but student.priors asks for prior students"),
+])
+def test_prior_objectives_are_checked_in_one_line_naming_the_key(objectives, prior_objectives, message):
+    raw = _default()
+    raw["student"].update(objectives=objectives, prior_objectives=prior_objectives)
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    assert str(info.value).startswith(f"params.yaml: {message}") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("guidde", "params.yaml: student.prior_objectives: unknown objective 'guidde' (registered: baseline, guided, rrr,"),
+    ("agm", "params.yaml: student.prior_objectives: objective 'agm' takes no prior: list it in student.objectives"),
+])
+def test_an_unregistered_or_prior_free_prior_objective_fails_when_built(name, message):
+    """The registry imports torch, which params.py does not: a registered name is checked when the student is built
+    (the train stage), still in one line naming the key and params.yaml."""
+    raw = _default()
+    raw["student"]["prior_objectives"] = ["guided", name]
+    raw["student"]["settings"][name] = {}
+    params = parse_params(raw)
+    with pytest.raises(ConfigError) as info:
+        objective_from_params(params, name)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
 
 
 def test_unknown_prior_combination():

@@ -9,9 +9,13 @@ import pytest
 
 from pipeline.artifacts import ADVERSARIAL_METRICS
 from pipeline.errors import ArtifactError
+from pipeline.objectives import OBJECTIVES
+from pipeline.objectives.base import Ablation, Objective
 from pipeline.report import (
     ADVERSARIAL_KEYS,
     METRIC_KEYS,
+    PAPER_ROW,
+    ablation_tests,
     collect,
     collect_diagnostics,
     detectable_difference,
@@ -323,6 +327,7 @@ def test_metrics_a_profile_asks_for_get_their_own_tables_and_paired_tests(tmp_pa
     assert header == "| Method | n | Acc tweets | Δ tweets | Worst-group Acc |"
     cells = _row(paired, "### Setting `k50`, movies", "AGM")
     assert cells[1] == "3" and cells[3].startswith("-2.00") and cells[4].startswith("+2.00")
+    assert "paired comparison with the ablation" not in text  # no agm-random run
     assert further_metrics(collect(_only_paper_metrics(tmp_path))) == ""
 
 
@@ -398,3 +403,135 @@ def test_write_report_writes_the_positive_controls_plot_and_keeps_decoy_keys_out
     assert plot["method"].to_list() == ["Baseline", "Decoy truth (control)", "Random (control)",
                                         display_name("rrr.decoy_truth"), "Ceiling (no decoy, clean)"]
     assert plot["randomised_accuracy"].to_list() == pytest.approx([52.6, 74.0, 51.6, 74.6, 83.0])
+
+
+def _plain(accuracy: float, comprehensiveness: float = 40.0, sufficiency: float = 30.0) -> dict[str, float]:
+    return {"accuracy": accuracy, "validation_accuracy": accuracy, "comprehensiveness": comprehensiveness,
+            "sufficiency": sufficiency}
+
+
+# accuracy of each row on replicates (data seed 0, 1) x (training seed 0, 1, 2), beside the baseline's 60 + d + t
+GRID = {  # method -> accuracy shift per replicate, in replicate order (d0t0, d0t1, d0t2, d1t0, d1t1, d1t2)
+    "baseline": [0.0] * 6,
+    "guided.cap": [2.0] * 6,
+    "guided.random": [1.0, -1.0, 0.0, 1.0, 0.5, 0.5],
+    "rrr.cap": [3.0] * 6,  # its ablation (rrr.random) is not run: no ablation row
+    "agm": [1.5] * 6,
+    "agm-random": [0.0] * 6,
+}
+
+
+def _grid_metrics(root: Path, rows: dict[str, list[float]]) -> Path:
+    for i, (d, t) in enumerate((d, t) for d in range(2) for t in range(3)):
+        for method, shifts in rows.items():
+            _write(root, "hwu64", f"k5-seed{d}", method, t, _plain(60.0 + d + t + shifts[i], 40.0 + shifts[i]))
+    return root
+
+
+def _first_cells(text: str, section: str) -> list[str]:
+    body = text.split(section, 1)[1].split("###", 1)[0]
+    return [line.split("|")[1].strip() for line in body.splitlines() if line.startswith("| ") and "---" not in line][1:]
+
+
+def test_the_grid_rows_come_in_the_registry_order_with_the_registry_names(tmp_path: Path, monkeypatch):
+    frame = collect(_grid_metrics(tmp_path / "metrics", GRID))
+    # the registry's order: baseline, guided (the paper's: its prior rows named by the prior alone), rrr, agm, ...
+    assert _first_cells(results_table(frame), "### Setting `k5`") == [
+        "Baseline", "CAP", "Random (control)", "RRR (CAP)", "AGM", "AGM-random"]
+    assert PAPER_ROW == "guided.cap+ig+lime" and display_name("rrr.cap+ig+lime") == "RRR (CAP Hybrid)"
+
+    # reorder the registry and mark another objective as the paper's: the tables follow, no report code changes
+    class Rrr(OBJECTIVES["rrr"]):
+        paper = True
+
+    class Guided(OBJECTIVES["guided"]):
+        paper = False
+
+    reordered = {"baseline": OBJECTIVES["baseline"], "agm": OBJECTIVES["agm"], "agm-random": OBJECTIVES["agm-random"],
+                 "rrr": Rrr, "guided": Guided}
+    monkeypatch.setattr("pipeline.objectives.OBJECTIVES", reordered)
+    monkeypatch.setattr("pipeline.report.OBJECTIVES", reordered)
+    assert _first_cells(results_table(frame), "### Setting `k5`") == [
+        "Baseline", "AGM", "AGM-random", "CAP", "Guided (CAP)", "Guided (Random (control))"]
+    paired = paired_tests(frame)
+    assert _first_cells(paired, "### Setting `k5`, HWU64") == ["AGM", "AGM-random", "CAP", "Guided (CAP)",
+                                                               "Guided (Random (control))"]
+
+
+def test_each_row_is_paired_with_its_registered_ablation_on_shared_replicates(tmp_path: Path):
+    text = ablation_tests(collect(_grid_metrics(tmp_path / "metrics", GRID)))
+    section = "### Setting `k5`, HWU64"
+    header = next(line for line in text.splitlines() if line.startswith("| Method"))
+    assert header == "| Method | Ablation | Takes away | n | Acc | Com ↑ | Suf ↓ |"
+    # only the rows whose ablation was run: not rrr.cap (no rrr.random), not the ablations themselves, not the baseline
+    assert _first_cells(text, section) == ["CAP", "AGM"]
+    # agm - agm-random: +1.5 on each of the 6 replicates, a degenerate CI, Wilcoxon p = 2 / 2**6
+    assert _row(text, section, "AGM") == ["AGM", "AGM-random", "random tokens", "6",
+                                          "+1.50 [+1.50, +1.50]* p=0.031", "+1.50 [+1.50, +1.50]* p=0.031",
+                                          "+0.00 [+0.00, +0.00]"]
+    # guided.cap - guided.random: differences 1, 3, 2, 1, 1.5, 1.5 (mean 10 / 6), all positive
+    cap = _row(text, section, "CAP")
+    assert cap[:4] == ["CAP", "Random (control)", "random prior", "6"]
+    mean, low, high = (float(x) for x in re.fullmatch(r"([-+][\d.]+) \[([-+][\d.]+), ([-+][\d.]+)\]\* p=0\.031", cap[4]).groups())
+    assert mean == pytest.approx(10 / 6, abs=0.005) and 1.0 <= low < mean < high <= 3.0
+
+
+def test_two_pairs_give_the_smallest_and_largest_difference_as_the_interval(tmp_path: Path):
+    """With 2 pairs a resampled mean is d1, (d1 + d2) / 2 or d2 (probabilities 1/4, 1/2, 1/4): the 2.5th and 97.5th
+    percentiles of 10,000 resamples are exactly d1 and d2."""
+    root = tmp_path / "metrics"
+    for d, (row, ablation) in enumerate(((61.0, 60.0), (65.0, 62.0))):  # differences 1 and 3
+        _write(root, "hwu64", f"k5-seed{d}", "regex", 0, _plain(row))
+        _write(root, "hwu64", f"k5-seed{d}", "regex-no-explanation", 0, _plain(ablation))
+        _write(root, "hwu64", f"k5-seed{d}", "ex2l", 0, _plain(row))
+    _write(root, "hwu64", "k5-seed0", "ex2l-multitask", 0, _plain(50.0))  # one shared replicate
+    text = ablation_tests(collect(root))
+    assert _row(text, "### Setting `k5`, HWU64", "REGEX")[1:5] == [
+        "REGEX w/o expl.", "no explanation terms (γ = δ = 0)", "2", "+2.00 [+1.00, +3.00]*"]
+    assert _row(text, "### Setting `k5`, HWU64", "eX2L")[3:] == ["1"] + ["n/a (1 replicate)"] * 3
+
+
+def test_a_new_objective_brings_its_ablation_to_the_report(tmp_path: Path, monkeypatch):
+    class Toy(Objective):
+        display = "Toy"
+        ablation = Ablation("no toy term", objective="toy-off")
+
+    class ToyOff(Toy):
+        display = "Toy off"
+        ablation = None
+
+    monkeypatch.setitem(OBJECTIVES, "toy", Toy)
+    monkeypatch.setitem(OBJECTIVES, "toy-off", ToyOff)
+    root = _grid_metrics(tmp_path / "metrics", {"baseline": [0.0] * 6, "toy": [4.0] * 6, "toy-off": [1.0] * 6})
+    write_report(metrics_dir=root, out=tmp_path / "reports")
+    text = (tmp_path / "reports" / "results.md").read_text(encoding="utf-8")
+    ablation = text.split("## Paired comparison with the ablation", 1)[1]
+    assert _row(ablation, "### Setting `k5`, HWU64", "Toy")[:5] == [
+        "Toy", "Toy off", "no toy term", "6", "+3.00 [+3.00, +3.00]* p=0.031"]
+    # without a run of any ablation the section is left out
+    assert ablation_tests(collect(_grid_metrics(tmp_path / "other", {"baseline": [0.0] * 6, "toy": [4.0] * 6}))) == ""
+
+
+def test_every_registered_ablation_names_a_registered_objective_and_one_objective_is_the_papers():
+    from pipeline.priors.fusion import COMBINATIONS
+
+    for name, cls in OBJECTIVES.items():
+        if cls.ablation is not None:
+            assert cls.ablation.objective is None or cls.ablation.objective in OBJECTIVES, name
+            assert cls.ablation.prior is None or cls.ablation.prior in COMBINATIONS, name
+            if cls.ablation.objective is not None:  # an ablation trains like its objective: with a prior or without
+                assert OBJECTIVES[cls.ablation.objective].needs_prior == cls.needs_prior, name
+    assert [name for name, cls in OBJECTIVES.items() if cls.paper] == ["guided"]
+
+
+def test_further_metrics_are_paired_with_the_ablation_too(tmp_path: Path):
+    root = tmp_path / "metrics"
+    for data_seed in range(3):  # worst-group accuracy: ex2l 2 + seed points above its lambda = 0 ablation
+        for method, worst in (("baseline", 40.0), ("ex2l", 45.0 + data_seed), ("ex2l-multitask", 43.0)):
+            _write(root, "amazon", f"k50-seed{data_seed}", method, 0, _plain(70.0) | {"worst_group_accuracy": worst})
+    text = further_metrics(collect(root)).split("## Further metrics: paired comparison with the ablation", 1)[1]
+    # differences 2, 3, 4: the 3 pairs' resampled means lie in [2, 4]
+    cells = _row(text, "### Setting `k50`, amazon", "eX2L")
+    assert cells[:4] == ["eX2L", "Multitask (eX2L, λ = 0)", "λ = 0 (multitask)", "3"]
+    mean, low, high = (float(x) for x in re.fullmatch(r"([-+][\d.]+) \[([-+][\d.]+), ([-+][\d.]+)\]\*", cells[4]).groups())
+    assert mean == 3.0 and 2.0 <= low < mean < high <= 4.0
