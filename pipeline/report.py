@@ -328,7 +328,8 @@ def positive_controls(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> str:
     One pair of tables per (setting group, decoy dataset): mean ± sd of the clean, matched and randomised
     accuracy, the decoy-swap flip rate, the decoy mass and the alignment to the prior, with the ceiling
     (the baseline of the decoy-free twin, clean accuracy only); then each row's paired difference to the
-    baseline with its bootstrap 95% CI (``_paired_cell``), the ceiling's paired by replicate too.
+    baseline with its bootstrap 95% CI (``_paired_cell``), the ceiling's paired by replicate too; then each
+    row's paired difference to its ablation (``ablation_tests``: a guided row against the random prior's).
 
     Args:
         frame: the output of ``collect``.
@@ -388,7 +389,9 @@ def positive_controls(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> str:
                          if k in keys else "–" for k in compared]
                 lines.append(_markdown_row([name, str(len(pairs)), *cells]))
             lines.append("")
-    return "\n".join(lines)
+    # a prior's content vs the loss alone: on a small decoy benchmark any diffuse prior can drop the decoy
+    ablations = ablation_tests(decoyed, metrics=compared, title="Positive controls: paired comparison with the ablation")
+    return "\n".join(lines + ([ablations] if ablations else []))
 
 
 def prior_alignment(frame: pl.DataFrame) -> str:

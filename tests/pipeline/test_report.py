@@ -384,6 +384,12 @@ def test_positive_controls_show_each_row_beside_the_ceiling_with_paired_differen
     assert truth[1] == "5" and truth[4].startswith("+21.40 [") and truth[4].endswith("]*") and truth[5].startswith("-50.00")
     assert _row(paired, "n pairs", "Ceiling (sst2, no decoy)")[2].startswith("+2.80 [")
     assert "Prior cos" not in paired.splitlines()[3]  # no paired cosine: the baseline had no prior
+    # each row against its ablation where that was run: guided decoy truth vs guided random, not rrr (no rrr.random)
+    ablation = text.split("## Positive controls: paired comparison with the ablation", 1)[1]
+    truth = _row(ablation, section, "Decoy truth (control)")
+    assert truth[1] == "Random (control)" and truth[3] == "5"
+    assert truth[6].startswith("+22.40 [") and truth[6].endswith("*")  # randomised: 70 - 51 + (2 - 0.3) x mean seed
+    assert display_name("rrr.decoy_truth") not in ablation
     alignment = prior_alignment(frame)
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in alignment.splitlines() if line.startswith("| sst2_decoy")]
     assert ["sst2_decoy", "Decoy truth (control)", "5", "0.80 ± 0.00", "0.70 ± 0.00"] in rows and len(rows) == 3
