@@ -78,6 +78,10 @@ FORMS: dict[str, tuple[str, dict, str | None]] = {
     "rrr-1e5": ("rrr", {"lam": 1e5}, "decoy_truth"),
     "rrr-1e6": ("rrr", {"lam": 1e6}, "decoy_truth"),
     "rrr-1e5-random": ("rrr", {"lam": 1e5}, "random"),
+    # the sibling objectives with their class defaults (prior-free: they find the shortcut themselves, or not)
+    "agm": ("agm", {}, None),
+    "regex": ("regex", {}, None),
+    "align": ("align", {}, None),
 }
 
 

@@ -55,6 +55,7 @@ PAPER = {
 # the decoy benchmark's columns (pipeline.evaluation): accuracies and flip rate in %, decoy mass a share, cosine in [-1, 1]
 DECOY_KEYS = ("decoy_matched_accuracy", "decoy_randomised_accuracy", "decoy_flip_rate", "decoy_mass")
 PRIOR_KEYS = ("prior_cosine", "prior_spearman")  # a prior student's accurate IG against its prior
+PRIOR_DECOY_MASS = "decoy_mass:"  # collect_diagnostics' column prefix of a prior's share on the decoy
 CONTROL_COLUMNS = {"accuracy": "Clean", "decoy_matched_accuracy": "Matched", "decoy_randomised_accuracy": "Randomised",
                    "decoy_flip_rate": "Flip rate", "decoy_mass": "Decoy mass", "prior_cosine": "Prior cos"}
 # the positive controls' priors first, within each objective: the known answer, the controls, then the LLM's priors
@@ -229,15 +230,10 @@ def paired_tests(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None,
                 _markdown_row(["---", "---:"] + ["---:"] * columns),
             ]
             for method in others:
-                pairs = runs.filter(pl.col("method") == method).join(baseline, on="replicate", suffix="_baseline")
-                if len(pairs) == 0:
-                    cells = ["n/a (no replicate shared with the baseline)"] * columns
-                elif len(pairs) == 1:
-                    cells = ["n/a (1 replicate)"] * columns
-                else:
-                    cells = [_paired_cell((pairs[m] - pairs[f"{m}_baseline"]).to_numpy()) for m in metrics]
-                    if mde:
-                        cells.append(f"{detectable_difference((pairs['accuracy'] - pairs['accuracy_baseline']).to_numpy()):.2f}")
+                pairs, cells = _paired_cells(runs.filter(pl.col("method") == method), baseline,
+                                             [*metrics, *(["accuracy"] * mde)], against="baseline")
+                if mde and len(pairs) > 1:  # the last column: the accuracy's MDE, not its CI
+                    cells[-1] = f"{detectable_difference((pairs['accuracy'] - pairs['accuracy_reference']).to_numpy()):.2f}"
                 lines.append(_markdown_row([display_name(method), str(len(pairs)), *cells]))
             lines.append("")
     return "\n".join(lines)
@@ -274,14 +270,8 @@ def ablation_tests(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None
                      _markdown_row(["Method", "Ablation", "Takes away", "n", *metrics.values()]),
                      _markdown_row(["---", "---", "---", "---:"] + ["---:"] * len(metrics))]
             for method, ablation, what in rows:
-                pairs = runs.filter(pl.col("method") == method).join(
-                    runs.filter(pl.col("method") == ablation), on="replicate", suffix="_ablation")
-                if len(pairs) == 0:
-                    cells = ["n/a (no replicate shared with the ablation)"] * len(metrics)
-                elif len(pairs) == 1:
-                    cells = ["n/a (1 replicate)"] * len(metrics)
-                else:
-                    cells = [_paired_cell((pairs[m] - pairs[f"{m}_ablation"]).to_numpy()) for m in metrics]
+                pairs, cells = _paired_cells(runs.filter(pl.col("method") == method),
+                                             runs.filter(pl.col("method") == ablation), list(metrics), against="ablation")
                 lines.append(_markdown_row([display_name(method), display_name(ablation), what, str(len(pairs)), *cells]))
             tables += lines + [""]
     if not tables:
@@ -361,8 +351,7 @@ def positive_controls(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> str:
     for group, sub in _groups(decoyed):
         for dataset in _ordered(sub["dataset"], DATASETS):
             runs = sub.filter(pl.col("dataset") == dataset)
-            ceiling = frame.filter((pl.col("setting_group") == group) & (pl.col("dataset") == ceilings.get(dataset, ""))
-                                   & (pl.col("method") == BASELINE))
+            ceiling = _ceiling(frame, group=group, dataset=dataset, ceilings=ceilings)
             methods = _methods(runs["method"], priors=CONTROL_PRIORS)
             lines += [f"### Setting `{group}`, {_name(dataset, DATASETS)}", "",
                       "Mean ± sd (ddof=1) over replicates.", "",
@@ -441,8 +430,7 @@ def positive_controls_plot(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> 
             rows += [(group, _name(dataset, DATASETS), display_name(method),
                       float(runs.filter(pl.col("method") == method)["decoy_randomised_accuracy"].mean()))
                      for method in _methods(runs["method"], priors=CONTROL_PRIORS)]
-            ceiling = frame.filter((pl.col("setting_group") == group) & (pl.col("dataset") == ceilings.get(dataset, ""))
-                                   & (pl.col("method") == BASELINE))["accuracy"]
+            ceiling = _ceiling(frame, group=group, dataset=dataset, ceilings=ceilings)["accuracy"]
             if ceiling.len():
                 rows.append((group, _name(dataset, DATASETS), "Ceiling (no decoy, clean)", float(ceiling.mean())))
     return pl.DataFrame(rows, schema=schema, orient="row")
@@ -478,9 +466,6 @@ def detectable_difference(differences: np.ndarray, *, alpha: float = 0.05, power
     return float(quantiles * np.std(differences, ddof=1) / math.sqrt(n))
 
 
-PRIOR_DECOY_MASS = "decoy_mass:"  # collect_diagnostics' column prefix of a prior's share on the decoy
-
-
 def teacher_diagnostics(diagnostics: pl.DataFrame) -> str:
     """The teacher's zero-shot accuracy beside chance and the prior agreement, per dataset and setting.
 
@@ -511,7 +496,7 @@ def teacher_diagnostics(diagnostics: pl.DataFrame) -> str:
     for row in diagnostics.sort("dataset", "setting").iter_rows(named=True):
         lines.append(_markdown_row([
             _name(row["dataset"], DATASETS), row["setting"], f"{row['zero_shot_accuracy']:.2f}", f"{row['chance']:.2f}",
-            *(f"{row[p]:.3f}" for p in pairs), *("—" if row[c] is None else f"{row[c]:.3f}" for c in masses),
+            *(f"{row[p]:.3f}" for p in pairs), *("–" if row[c] is None else f"{row[c]:.3f}" for c in masses),
         ]))
     return "\n".join(lines + [""])
 
@@ -701,6 +686,12 @@ def _table_metrics(frame: pl.DataFrame) -> dict[str, str]:
     return {key: label for key, label in TABLE_METRICS.items() if frame[key].drop_nulls().len() > 0}
 
 
+def _ceiling(frame: pl.DataFrame, *, group: str, dataset: str, ceilings: dict[str, str]) -> pl.DataFrame:
+    """The baseline runs of a decoy benchmark's ceiling twin in the same setting group (empty without one)."""
+    return frame.filter((pl.col("setting_group") == group) & (pl.col("dataset") == ceilings.get(dataset, ""))
+                        & (pl.col("method") == BASELINE))
+
+
 def _groups(frame: pl.DataFrame) -> Iterable[tuple[str, pl.DataFrame]]:
     for group in sorted(frame["setting_group"].unique()):
         yield group, frame.filter(pl.col("setting_group") == group)
@@ -751,6 +742,18 @@ def _gap(ours: dict[str, pl.DataFrame], metric: str) -> str:
 
 def _count_range(name: str, low: int, high: int) -> str:
     return f"{name} {low}" if low == high else f"{name} {low}–{high}"
+
+
+def _paired_cells(run: pl.DataFrame, reference: pl.DataFrame, metrics: list[str], *,
+                  against: str) -> tuple[pl.DataFrame, list[str]]:
+    """``run`` joined with ``reference`` on the replicate (columns ``<metric>_reference``) and one cell per metric:
+    ``_paired_cell`` of the differences, or "n/a" with the reason when fewer than 2 replicates are shared (``against``
+    names the reference row in it)."""
+    pairs = run.join(reference, on="replicate", suffix="_reference")
+    if len(pairs) < 2:
+        why = "1 replicate" if len(pairs) == 1 else f"no replicate shared with the {against}"
+        return pairs, [f"n/a ({why})"] * len(metrics)
+    return pairs, [_paired_cell((pairs[m] - pairs[f"{m}_reference"]).to_numpy()) for m in metrics]
 
 
 def _paired_cell(differences: np.ndarray) -> str:

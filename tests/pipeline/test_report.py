@@ -195,7 +195,7 @@ def test_teacher_diagnostics_show_the_priors_decoy_mass_where_there_is_a_decoy(t
     header = next(line for line in text.splitlines() if line.startswith("| Dataset"))
     assert header.endswith("| Decoy mass cap | Decoy mass uniform |")
     rows = [line for line in text.splitlines() if "k5-seed0" in line]
-    assert rows[0].endswith("| 0.250 | — | — |") and rows[1].endswith("| 0.250 | 0.500 | 0.125 |")
+    assert rows[0].endswith("| 0.250 | – | – |") and rows[1].endswith("| 0.250 | 0.500 | 0.125 |")
 
 
 def test_paired_bootstrap_interval_brackets_the_mean_difference(tmp_path: Path):
