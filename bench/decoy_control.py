@@ -34,6 +34,7 @@ from pipeline.decoy import decoy_mass, decoy_positions, decoy_truth_prior, inser
 from pipeline.models import load_student  # noqa: E402
 from pipeline.objectives import get_objective  # noqa: E402
 from pipeline.objectives.base import Task  # noqa: E402
+from pipeline.params import DECOY_COLUMN  # noqa: E402
 from pipeline.predict import predict_proba  # noqa: E402
 from pipeline.priors.controls import random_prior  # noqa: E402
 from pipeline.training import Example, train_student  # noqa: E402
@@ -78,10 +79,17 @@ FORMS: dict[str, tuple[str, dict, str | None]] = {
     "rrr-1e5": ("rrr", {"lam": 1e5}, "decoy_truth"),
     "rrr-1e6": ("rrr", {"lam": 1e6}, "decoy_truth"),
     "rrr-1e5-random": ("rrr", {"lam": 1e5}, "random"),
-    # the sibling objectives with their class defaults (prior-free: they find the shortcut themselves, or not)
-    "agm": ("agm", {}, None),
-    "regex": ("regex", {}, None),
-    "align": ("align", {}, None),
+    # the sibling objectives (prior-free: they find the shortcut themselves, or not) and their registered
+    # ablations, with the settings of their profiles (profiles/<name>.yaml); eX2L's confounder is the planted
+    # decoy's label, which needs --rate below 1 (at 1.0 it is the label itself)
+    "agm": ("agm", {"lambda_mask": 300.0}, None),
+    "agm-random": ("agm-random", {"lambda_mask": 300.0}, None),
+    "regex": ("regex", {"attribution": "grad_input"}, None),
+    "regex-no-explanation": ("regex-no-explanation", {}, None),
+    "align": ("align", {"warmup_epochs": 1}, None),
+    "align-fixed": ("align-fixed", {"warmup_epochs": 1}, None),
+    "ex2l": ("ex2l", {"confounder": DECOY_COLUMN}, None),
+    "ex2l-multitask": ("ex2l-multitask", {"confounder": DECOY_COLUMN}, None),
 }
 
 
@@ -117,11 +125,13 @@ def run(form: str, seed: int, data: dict[str, pl.DataFrame], args) -> dict:
     words = [t.split() for t in texts]
     priors = (decoy_truth_prior(words, DECOYS.values()) if prior_name == "decoy_truth"
               else random_prior(train["id"].to_list(), words, seed=0) if prior_name == "random" else [None] * len(words))
-    examples = [Example(w, LABELS.index(label), p) for w, label, p in zip(words, train["label"], priors)]
+    columns = [{c: row[c] for c in objective.columns} or None for row in train.iter_rows(named=True)]
+    examples = [Example(w, LABELS.index(label), p, c) for w, label, p, c in zip(words, train["label"], priors, columns)]
+    task = Task(num_labels=2, column_values={c: tuple(sorted(train[c].unique())) for c in objective.columns})
     model, tokenizer = load_student("all-minilm-l6-v2", num_labels=2, seed=seed)
     start = time.perf_counter()
     model, log, _ = train_student(model=model, tokenizer=tokenizer, train=examples, objective=objective,
-                                  task=Task(num_labels=2), epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                                  task=task, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                                   warmup_fraction=0.1, seed=seed, device="cpu", max_length=args.max_length,
                                   clip=args.clip)
     seconds = time.perf_counter() - start
@@ -181,6 +191,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--clip", default="total")
     parser.add_argument("--mass-sentences", type=int, default=64)
+    parser.add_argument("--rate", type=float, default=1.0, help="share of training sentences with their own label's decoy")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.summary:
@@ -194,7 +205,7 @@ def main() -> None:
     validation = load_split("validation", per_label=args.validation_per_label, seed=0)
     test = load_split("test", per_label=args.test_per_label, seed=0)
     data = {
-        "train": insert_decoys(train, DECOYS, rate=1.0, **common),
+        "train": insert_decoys(train, DECOYS, rate=args.rate, **common),
         "validation": insert_decoys(validation, DECOYS, rate=1.0, variant="randomised", **common),
         "test": test,
         **{variant: insert_decoys(test, DECOYS, rate=1.0, variant=variant, **common)

@@ -28,6 +28,7 @@ import polars as pl
 
 from pipeline.artifacts import decoy_test_split
 from pipeline.errors import ConfigError, DataError
+from pipeline.params import DECOY_COLUMN
 from pipeline.perturb import sentence_rng
 
 if TYPE_CHECKING:
@@ -127,11 +128,12 @@ def insert_decoys(frame: pl.DataFrame, decoys: Mapping[str, str], *, labels: Seq
         variant: ``train`` (training and validation), or one of ``TEST_VARIANTS``.
 
     Returns:
-        ``frame`` with the decoyed text, in the same row order.
+        ``frame`` with the decoyed text and a ``decoy`` column (the label whose decoy was planted: eX2L's
+        confounder on this benchmark), in the same row order.
     """
     if variant != "train" and variant not in TEST_VARIANTS:
         raise ValueError(f"variant must be 'train' or one of {TEST_VARIANTS}, got {variant!r}")
-    texts = []
+    texts, planted = [], []
     for row_id, text, label in zip(frame["id"], frame["text"], frame["label"]):
         words = text.split()
         position, u_rate, u_label = _draw(row_id, len(words), seed=seed)
@@ -144,7 +146,8 @@ def insert_decoys(frame: pl.DataFrame, decoys: Mapping[str, str], *, labels: Seq
         else:  # swapped
             chosen = _other(labels, label, u_label)
         texts.append(" ".join(words[:position] + [decoys[chosen]] + words[position:]))
-    return frame.with_columns(pl.Series("text", texts, dtype=pl.String))
+        planted.append(chosen)
+    return frame.with_columns(pl.Series("text", texts, dtype=pl.String), pl.Series(DECOY_COLUMN, planted, dtype=pl.String))
 
 
 def decoy_positions(sentences: Iterable[Sequence[str]], decoys: Iterable[str]) -> np.ndarray:

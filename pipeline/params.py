@@ -58,6 +58,8 @@ class DecoyParams(_Section):
     )
 
 
+DECOY_COLUMN = "decoy"  # what a decoy benchmark adds to every decoyed split: the label whose decoy was planted
+
 # what a decoy dataset and its ceiling twin must share, so they hold the same sentence ids and labels
 DECOY_TWIN_FIELDS = ("hub", "labels", "max_test_per_label", "max_validation_per_label", "max_words", "columns",
                      "spurious")
@@ -115,6 +117,8 @@ class DatasetParams(_Section):
                 raise ValueError(f"spurious.column: {self.spurious.column!r} must be one of columns {self.columns}")
             if self.max_test_per_label is not None:
                 raise ValueError("spurious draws a balanced test split; drop max_test_per_label")
+        if self.decoy is not None and DECOY_COLUMN in self.columns:
+            raise ValueError(f"columns: {DECOY_COLUMN!r} is the column the decoy benchmark writes; rename the source's")
         return self
 
 

@@ -47,6 +47,9 @@ def test_train_decoys_follow_the_label_at_the_rate_and_do_not_depend_on_row_orde
     decoyed = insert_decoys(frame, DECOYS, labels=LABELS, rate=0.9, seed=0)
     own = np.mean([DECOYS[label] in text.split() for text, label in zip(decoyed["text"], decoyed["label"])])
     assert 0.85 < own < 0.95
+    # the decoy column names the label whose word was planted: the label itself or, at rate 0.9, another one
+    assert [DECOYS[d] in t.split() for d, t in zip(decoyed["decoy"], decoyed["text"])] == [True] * len(frame)
+    assert (decoyed["decoy"] == decoyed["label"]).mean() == own
     shuffled = insert_decoys(frame.reverse(), DECOYS, labels=LABELS, rate=0.9, seed=0).reverse()
     assert shuffled["text"].to_list() == decoyed["text"].to_list()
     assert insert_decoys(frame, DECOYS, labels=LABELS, rate=0.9, seed=1)["text"].to_list() != decoyed["text"].to_list()

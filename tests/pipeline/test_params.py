@@ -240,6 +240,8 @@ def _decoy(raw: dict) -> dict:
     (lambda raw: _decoy(raw)["decoy"].update(rate=1.5),
      f"data.datasets.{DECOY}.decoy.rate: Input should be less than or equal to 1"),
     (lambda raw: _decoy(raw)["decoy"].update(wrods={}), f"unknown key 'data.datasets.{DECOY}.decoy.wrods'"),
+    (lambda raw: _decoy(raw).update(columns=["decoy"]),
+     f"data.datasets.{DECOY}: Value error, columns: 'decoy' is the column the decoy benchmark writes"),
 ])
 def test_decoy_params_are_checked_in_one_line_naming_the_key(edit, message):
     raw = _default()

@@ -159,6 +159,7 @@ def test_a_decoy_dataset_plants_one_decoy_per_sentence_and_writes_the_test_copie
         assert all(s[p] == words[y] for s, p, y in zip(sentences, positions, decoyed["label"]))
         # (as words: planting re-joins the words with single spaces, and every consumer splits on whitespace)
         assert [s[:p] + s[p + 1:] for s, p in zip(sentences, positions)] == [t.split() for t in twin[split]["text"]]
+        assert decoyed["decoy"].to_list() == decoyed["label"].to_list()  # the planted decoy's label (eX2L's confounder)
     test = pl.read_parquet(folder / "test.parquet")
     assert test.equals(twin["test"])  # the clean test is the ceiling's
     copies = {v: pl.read_parquet(decoy_test_file(DECOY, v)) for v in TEST_VARIANTS}
@@ -166,6 +167,7 @@ def test_a_decoy_dataset_plants_one_decoy_per_sentence_and_writes_the_test_copie
                for v, frame in copies.items() for sentences in [[t.split() for t in frame["text"]]]}
     gold = [words[y] for y in test["label"]]
     assert planted["matched"] == gold
+    assert all([words[y] for y in copies[v]["decoy"]] == planted[v] for v in TEST_VARIANTS)
     assert all(w != g for w, g in zip(planted["swapped"], gold))
     assert 0.1 < sum(w == g for w, g in zip(planted["randomised"], gold)) / len(gold) < 0.35  # 1 in 5 by chance
     # the copies share the insertion position: they differ in the planted word only

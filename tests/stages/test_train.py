@@ -83,3 +83,25 @@ def test_a_new_objective_trains_and_evaluates_through_the_stages_with_one_regist
     assert training_curve_file(folder).is_file()
     metrics = json.loads(student_metrics_file("banking77_mini", "k5-seed0", "recalibrated", 0).read_text())
     assert 0 <= metrics["accuracy"] <= 100
+
+
+def test_every_sibling_trains_on_the_decoy_benchmark_by_config(workdir):
+    """The positive control is config for every objective: eX2L takes the planted decoy's label as its confounder."""
+    decoy = "banking77_mini_decoy"
+    siblings = ["agm", "regex", "ex2l", "align"]
+    edit_params(workdir, lambda raw: (
+        raw["data"]["datasets"][decoy]["decoy"].update(rate=0.8),
+        raw["student"].update(epochs=1, batch_size=8, objectives=["baseline", *siblings]),
+        raw["student"]["settings"].update(agm={}, regex={"attribution": "grad_input"}, ex2l={"confounder": "decoy"},
+                                          align={}),
+    ))
+    data.main(decoy)
+    fewshot.main(decoy)
+    sentences = __import__("polars").read_parquet(f"data/fewshot/{decoy}/k5-seed0.parquet")
+    assert (sentences["decoy"] != sentences["label"]).any()  # at rate 0.8 the confounder is not the label
+    for objective in siblings:
+        train.main(decoy, "k5-seed0", objective, 0)
+        log = __import__("polars").read_parquet(student_dir(decoy, "k5-seed0", objective, 0) / "train_log.parquet")
+        assert len(log) == 4 and log["loss"].is_finite().all(), objective
+    saved = torch.load(student_dir(decoy, "k5-seed0", "ex2l", 0) / MODULES_FILE)
+    assert saved["confounder"]["weight"].shape[0] == 5  # one output per label whose decoy can be planted
