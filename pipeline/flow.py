@@ -10,9 +10,11 @@ done (no waves: a slow stage holds back only its own downstream). Under DVC's re
    output, and restores them instead of running it where DVC's run cache holds this exact run;
 
 then, without the lock, runs the command of a changed stage as a Prefect task, concurrently with
-every other stage that is ready, and records it in dvc.lock with `dvc commit`'s API the moment it
-finishes. So a killed flow leaves every finished stage recorded and the unfinished ones changed:
-the next run resumes where it stopped. A failed stage stops only its downstream; the rest of the
+every other stage that is ready, and records it the moment it finishes as `dvc commit` does: its
+outputs into DVC's cache and the run into DVC's run cache at once, and into dvc.lock in batches at
+most a minute apart and when the flow ends (each write rereads and rewrites the whole lock file,
+seconds of CPU at 77 stages). So a killed flow leaves every finished stage in the run cache and
+the unfinished ones changed: the next run restores the first (step 2) and reruns only the rest. A failed stage stops only its downstream; the rest of the
 graph goes on, and the flow then fails naming the stage. After a flow run `dvc status` reports
 the stages up to date, and after `dvc repro` the flow finds nothing to do.
 
@@ -85,6 +87,9 @@ _RETRY_DELAY_S = 30
 _MODEL_PARAMS = ("device", "scoring")
 _GPU = {"GPU": 1}
 _STDERR_TAIL = 20
+# dvc.lock is reread and rewritten whole at each write (3-6 s of CPU at the default's 77 stages): finished
+# stages are written in batches, at most this often; until then DVC's run cache holds them (see _run_graph)
+_LOCK_INTERVAL_S = 60.0
 
 
 class StageError(CapflowError):
@@ -410,11 +415,30 @@ def _run_graph(graph: nx.DiGraph, *, repo: Repo, runner: TaskRunner, resources: 
     futures = {}
     errors: list[BaseException] = []
     done: queue.Queue[PipelineStage] = queue.Queue()
+    unwritten: list[PipelineStage] = []  # recorded in DVC's caches, not yet in dvc.lock
+    last_write = time.monotonic()
 
     def unblocked(stage: PipelineStage) -> list[PipelineStage]:
         # the downstream stages whose last unfinished upstream was ``stage``
         return sorted((d for d in graph.predecessors(stage) if all(u in finished for u in graph.successors(d))),
                       key=lambda d: d.name)
+
+    def record(stage: PipelineStage) -> None:
+        """What `dvc commit` does, but dvc.lock later: outputs into DVC's cache, the run into its run cache."""
+        stage.save()  # hashes deps and outputs, and saves the run cache entry a killed flow's next run restores
+        stage.commit()
+        unwritten.append(stage)
+
+    def write_lock(*, now: bool = False) -> None:
+        nonlocal last_write
+        if unwritten and (now or time.monotonic() - last_write >= _LOCK_INTERVAL_S):
+            by_file: dict[str, list[PipelineStage]] = {}
+            for stage in unwritten:
+                by_file.setdefault(stage.dvcfile.path, []).append(stage)
+            for stages in by_file.values():
+                stages[0].dvcfile.dump_stages(stages, update_pipeline=False)
+            unwritten.clear()
+            last_write = time.monotonic()
 
     def take_up(stages: list[PipelineStage]) -> None:
         """Steps 1 and 2 for stages whose upstream is done, then for those that this leaves unblocked; under the lock."""
@@ -425,16 +449,14 @@ def _run_graph(graph: nx.DiGraph, *, repo: Repo, runner: TaskRunner, resources: 
                 if not _remove_or_restore(repo, stage):
                     ready.append(stage)
                     continue
-                repo.commit(stage.addressing, force=True)
+                record(stage)
                 summary["restored"].append(stage.name)
             else:
                 summary["up_to_date"].append(stage.name)
             finished.add(stage)
             todo.extend(unblocked(stage))
 
-    with lock_repo(repo):
-        take_up(sorted((stage for stage in graph if not any(graph.successors(stage))), key=lambda stage: stage.name))
-    while ready or running:
+    def start_admitted() -> None:
         start = admit(ready, running, resources=resources)
         # Dask workers size their own threads (one per worker process)
         threads = threads_per_stage(len(running) + len(start)) if share_cores else None
@@ -444,17 +466,28 @@ def _run_graph(graph: nx.DiGraph, *, repo: Repo, runner: TaskRunner, resources: 
             futures[stage] = _submit(stage, runner=runner, root=repo.root_dir, marker=marker, threads=threads, done=done)
         if start:
             log(f"started {', '.join(stage.name for stage in start)}; {len(running)} running, {len(ready)} waiting")
-        stage = done.get()
-        running.remove(stage)
-        result = futures.pop(stage).result(raise_on_failure=False)
-        if isinstance(result, BaseException):
-            errors.append(result)  # its downstream never becomes unblocked
-            continue
+
+    try:
         with lock_repo(repo):
-            repo.commit(stage.addressing, force=True)
-            summary["ran"].append(stage.name)
-            finished.add(stage)
-            take_up(unblocked(stage))
+            take_up(sorted((stage for stage in graph if not any(graph.successors(stage))), key=lambda stage: stage.name))
+        while ready or running:
+            start_admitted()
+            stage = done.get()
+            running.remove(stage)
+            result = futures.pop(stage).result(raise_on_failure=False)
+            if isinstance(result, BaseException):
+                errors.append(result)  # its downstream never becomes unblocked
+                continue
+            start_admitted()  # refill the freed slot from what was ready before recording this stage
+            with lock_repo(repo):
+                record(stage)
+                summary["ran"].append(stage.name)
+                finished.add(stage)
+                take_up(unblocked(stage))
+                write_lock()
+    finally:
+        with lock_repo(repo):
+            write_lock(now=True)
     return summary, errors
 
 

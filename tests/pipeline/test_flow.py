@@ -411,3 +411,43 @@ def test_a_failed_stage_stops_its_downstream_only_and_a_rerun_resumes(
     assert capflow() == {"ran": ["first", "second"], "restored": [], "up_to_date": ["slow"]}
     with Repo(".") as repo:
         assert repo.status() == {}
+
+
+@pytest.mark.slow
+def test_a_flow_killed_before_it_wrote_dvc_lock_restores_its_finished_stages_on_the_next_run(
+    tmp_path: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 between two dvc.lock writes: the finished stages are in the run cache, so the next run restores them."""
+    stages = chain_and_a_slow_branch()
+    stages["slow"]["cmd"] = f"test -f fast || sleep 600; {RECORD}"
+    stages["first"]["deps"] = ["input"]  # DVC's run cache keeps only stages with a dependency (every stage of dvc.yaml)
+    (tmp_path / "input").write_text("x")
+    fake_project(tmp_path, stages, edit=lambda raw: raw.update(resources={"gpu_stages": 1, "cpu_stages": 2}))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    script = "import pipeline.flow as f; f._LOCK_INTERVAL_S = 1e9; f.capflow()"  # dvc.lock only at the end
+    flow = subprocess.Popen([sys.executable, "-c", script], env=os.environ | {
+        "PYTHONPATH": str(REPO), "PREFECT_API_URL": PREFECT_API_URL.value()}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        runs = tmp_path / ".dvc" / "cache" / "runs"
+        for _ in range(1200):  # first and second recorded in the run cache, slow still sleeping
+            if runs.is_dir() and len([p for p in runs.rglob("*") if p.is_file() and p.suffix != ".tmp"]) == 2:
+                break
+            assert flow.poll() is None, "the flow ended before it was killed"
+            __import__("time").sleep(0.1)
+        else:
+            pytest.fail("the first two stages were not recorded in the run cache within 120 s")
+    finally:
+        os.killpg(flow.pid, 9)
+        flow.wait()
+    assert not Path("dvc.lock").exists()  # killed before its one write
+    spans = {path.name: path.read_text() for path in Path("runs").iterdir()}
+    assert sorted(spans) == ["first", "second"]  # slow was still sleeping
+
+    Path("fast").touch()
+    assert capflow() == {"ran": ["slow"], "restored": ["first", "second"], "up_to_date": []}
+    assert all(Path("runs", name).read_text() == span for name, span in spans.items())  # restored, not rerun
+    with Repo(".") as repo:
+        assert repo.status() == {}
