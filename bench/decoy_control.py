@@ -10,8 +10,9 @@ randomised decoys: it is what beta is chosen on (never the test).
 
 Prints one row per (form, seed) as it finishes and appends it to ``--out`` (a CSV; rows already there
 are skipped, so a killed run resumes). ``--summary A.csv B.csv ...`` prints the Markdown table of
-those rows instead: mean per form and the paired difference to the baseline (same seed) with the
-report's bootstrap 95% CI.
+those rows instead: mean per form and the paired differences (same seed) to the baseline and to the
+form's registered ablation, with the report's bootstrap 95% CI. Rows at another ``--rate`` belong in
+their own CSV (their baseline differs).
 """
 
 from __future__ import annotations
@@ -159,21 +160,44 @@ def run(form: str, seed: int, data: dict[str, pl.DataFrame], args) -> dict:
 SUMMARY_COLUMNS = ("validation_accuracy", "test_accuracy", "matched_accuracy", "randomised_accuracy", "flip_rate", "decoy_mass")
 
 
+def ablation_form(form: str, forms: set[str]) -> str | None:
+    """The form ``form`` is paired with as its ablation: its objective's registered ablation (``Objective.ablation``)
+    with the same settings, i.e. the form named after the ablating objective, or ``<form>-random`` for a prior."""
+    from pipeline.objectives import objective_class
+
+    objective_name, _, prior = FORMS[form]
+    ablation = objective_class(objective_name).ablation
+    if ablation is None:
+        return None
+    name = ablation.objective if ablation.objective else f"{form}-{ablation.prior}" if prior else None
+    return name if name in forms else None
+
+
 def summary(files: list[Path]) -> str:
-    """The Markdown table of the rows in ``files``: per form, n seeds, means, and randomised accuracy - baseline's."""
+    """The Markdown table of the rows in ``files``: per form, n seeds, means, and randomised accuracy paired by seed
+    with the baseline's and with its ablation's (``ablation_form``)."""
     from pipeline.report import _paired_cell
 
     rows = pl.concat([pl.read_csv(f).select("form", "seed", *SUMMARY_COLUMNS) for f in files], how="vertical_relaxed")
     rows = rows.unique(["form", "seed"], keep="first", maintain_order=True)
-    baseline = dict(rows.filter(pl.col("form") == "baseline").select("seed", "randomised_accuracy").iter_rows())
-    lines = ["| form | n | " + " | ".join(SUMMARY_COLUMNS) + " | randomised − baseline (paired, 95% CI) |",
-             "|---" * (len(SUMMARY_COLUMNS) + 3) + "|"]
+    randomised = {form: dict(rows.filter(pl.col("form") == form).select("seed", "randomised_accuracy").iter_rows())
+                  for form in rows["form"].unique()}
+
+    def paired(form: str, other: str | None) -> str:
+        if other is None or other not in randomised or form == other:
+            return ""
+        diffs = np.array([r - randomised[other][s] for s, r in randomised[form].items() if s in randomised[other]])
+        return f"{_paired_cell(diffs)} (n={len(diffs)})" if len(diffs) >= 2 else ""
+
+    lines = ["| form | n | " + " | ".join(SUMMARY_COLUMNS) + " | randomised − baseline | randomised − ablation |",
+             "|---" * (len(SUMMARY_COLUMNS) + 4) + "|"]
+    forms = set(randomised)
     for form in rows["form"].unique(maintain_order=True):
         runs = rows.filter(pl.col("form") == form)
-        paired = np.array([r - baseline[s] for s, r in zip(runs["seed"], runs["randomised_accuracy"]) if s in baseline])
-        cell = _paired_cell(paired) + f" (n={len(paired)})" if form != "baseline" and len(paired) >= 2 else ""
+        ablation = ablation_form(form, forms)
         means = [f"{runs[c].mean():.4f}" if c == "decoy_mass" else f"{runs[c].mean():.2f}" for c in SUMMARY_COLUMNS]
-        lines.append(f"| {form} | {len(runs)} | " + " | ".join(means) + f" | {cell} |")
+        versus = paired(form, ablation) and f"{paired(form, ablation)} vs {ablation}"
+        lines.append(f"| {form} | {len(runs)} | " + " | ".join(means) + f" | {paired(form, 'baseline')} | {versus} |")
     return "\n".join(lines)
 
 

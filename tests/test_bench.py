@@ -29,3 +29,20 @@ def test_the_stored_workload_ids_are_a_fresh_encoding_of_the_workload():
     prefix_ids, encoded = load_ids()
     assert len(encoded) == IDS_QUERIES and len(prefix_ids) > 300
     assert (prefix_ids, encoded) == encoded_workload(IDS_TOKENIZER, n_queries=IDS_QUERIES)
+
+
+def test_the_decoy_control_summary_pairs_each_form_with_the_baseline_and_its_registered_ablation(tmp_path, monkeypatch):
+    import polars as pl
+
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    from decoy_control import SUMMARY_COLUMNS, summary
+
+    randomised = {"baseline": [50, 52, 54], "agm": [60, 60, 61], "agm-random": [51, 52, 52],
+                  "rrr-1e5": [70, 72, 74], "rrr-1e5-random": [50, 51, 53]}
+    rows = [{"form": form, "seed": seed, **dict.fromkeys(SUMMARY_COLUMNS, 1.0), "randomised_accuracy": value}
+            for form, values in randomised.items() for seed, value in enumerate(values)]
+    pl.DataFrame(rows).write_csv(tmp_path / "rows.csv")
+    table = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in summary([tmp_path / "rows.csv"]).splitlines()}
+    assert table["agm"][-2].startswith("+8.33 ") and table["agm"][-1].startswith("+8.67 ") and "vs agm-random" in table["agm"][-1]
+    assert table["rrr-1e5"][-1].startswith("+20.67 ") and "vs rrr-1e5-random" in table["rrr-1e5"][-1]
+    assert table["agm-random"][-1].strip(" |") == "" and table["baseline"][-2].strip() == ""
