@@ -28,7 +28,8 @@ from pipeline.evaluation import self_rationale
 from pipeline.io import atomic_write
 from pipeline.models import load_trained_student, resolve_device
 from pipeline.params import Params
-from pipeline.priors.fusion import DISPLAY_NAMES, HYBRID, fuse_priors
+from pipeline.prior_sources import DISPLAY_NAMES, HYBRID
+from pipeline.priors.fusion import fuse_priors
 from pipeline.priors.ig import checkpoint_ig_priors
 from pipeline.priors.llm import cap_lime_priors
 from pipeline.scores import score_sentences

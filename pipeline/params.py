@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.prior_sources import COMBINATIONS
 from pipeline.prompts import ADD_TEMPLATE, REPLACE_TEMPLATE, PromptTemplate, RewriteTemplate
 
 PARAMS_FILE = Path("params.yaml")
@@ -417,8 +418,6 @@ class Params(_Section):
         for setting in self.experiment.settings:
             if setting not in produced:
                 raise ValueError(f"experiment.settings: {setting!r} is not produced by fewshot (has {sorted(produced)})")
-        from pipeline.priors.fusion import COMBINATIONS
-
         for key, names in (("student.priors", self.student.priors), ("student.extra_priors", self.student.extra_priors)):
             unknown = [name for name in names if name not in COMBINATIONS]
             if unknown:

@@ -31,7 +31,7 @@ from pipeline.errors import ArtifactError
 from pipeline.io import atomic_write
 from pipeline.objectives import OBJECTIVES, objective_class, paper_objective
 from pipeline.params import setting_group
-from pipeline.priors.fusion import COMBINATIONS, DISPLAY_NAMES, HYBRID
+from pipeline.prior_sources import COMBINATIONS, DISPLAY_NAMES, HYBRID
 
 METRIC_KEYS = ("accuracy", "validation_accuracy", "comprehensiveness", "sufficiency")
 ADVERSARIAL_KEYS = ("adv_add_accuracy", "adv_replace_accuracy", "adv_accuracy")

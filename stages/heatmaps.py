@@ -22,7 +22,7 @@ from pipeline.artifacts import (
 from pipeline.heatmaps import heatmap_rows, render_heatmaps, shown_sentences
 from pipeline.io import read_parquet
 from pipeline.params import load_params
-from pipeline.priors.fusion import HYBRID
+from pipeline.prior_sources import HYBRID
 from pipeline.scoring import scorer_from_params
 from pipeline.scoring.cache import ScoreCache
 

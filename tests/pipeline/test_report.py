@@ -519,7 +519,7 @@ def test_a_new_objective_brings_its_ablation_to_the_report(tmp_path: Path, monke
 
 
 def test_every_registered_ablation_names_a_registered_objective_and_one_objective_is_the_papers():
-    from pipeline.priors.fusion import COMBINATIONS
+    from pipeline.prior_sources import COMBINATIONS
 
     for name, cls in OBJECTIVES.items():
         if cls.ablation is not None:

@@ -3,7 +3,7 @@
 import yaml
 
 from pipeline.artifacts import prior_file
-from pipeline.priors.sources import SOURCES
+from pipeline.prior_sources import SOURCES
 from tests.conftest import REPO
 
 ITEM = ("${item.dataset}", "${item.setting}")  # how dvc.yaml's matrix stages name a setting's folders
