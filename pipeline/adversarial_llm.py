@@ -19,9 +19,9 @@ from typing import Literal
 import polars as pl
 
 from pipeline.adversarial import STOPWORDS, keyword_form
+from pipeline.llm.base import Scorer
+from pipeline.llm.cache import GenerationCache
 from pipeline.prompts import RewriteTemplate
-from pipeline.scoring import Scorer
-from pipeline.scoring.cache import GenerationCache
 
 Attack = Literal["add", "replace"]
 _ANSWER_LABEL = re.compile(r"^(?:(?:rewritten|new|edited)\s+)?(?:message|sentence)\s*:\s*", re.IGNORECASE)

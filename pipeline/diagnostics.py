@@ -19,9 +19,9 @@ import polars as pl
 from scipy.stats import spearmanr
 
 from pipeline.decoy import decoy_mass, decoy_positions
+from pipeline.llm.base import Scorer
+from pipeline.llm.cache import ScoreCache
 from pipeline.prompts import PromptTemplate, build_query, split_prompt
-from pipeline.scoring.base import Scorer
-from pipeline.scoring.cache import ScoreCache
 
 COMPARED = ("cap", "lime", "ig", "oracle")  # the priors whose agreement is reported
 

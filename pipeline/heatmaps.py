@@ -26,15 +26,15 @@ from matplotlib.patches import FancyBboxPatch
 
 from pipeline.evaluation import self_rationale
 from pipeline.io import atomic_write
+from pipeline.llm.base import Scorer
+from pipeline.llm.cache import ScoreCache
+from pipeline.llm.scores import score_sentences
 from pipeline.models import load_trained_student, resolve_device
 from pipeline.params import Params
 from pipeline.prior_sources import DISPLAY_NAMES, HYBRID
 from pipeline.priors.fusion import fuse_priors
 from pipeline.priors.ig import checkpoint_ig_priors
 from pipeline.priors.llm import cap_lime_priors
-from pipeline.scores import score_sentences
-from pipeline.scoring import Scorer
-from pipeline.scoring.cache import ScoreCache
 
 SHOWN = ("cap", "lime", "ig", HYBRID)  # the prior combinations drawn, in order
 

@@ -24,9 +24,9 @@ from pipeline.artifacts import (
 )
 from pipeline.attacks import adversarial_sets, generation_record
 from pipeline.io import read_parquet, write_json, write_parquet
+from pipeline.llm.cache import GenerationCache
+from pipeline.llm.factory import scorer_from_params
 from pipeline.params import load_params
-from pipeline.scoring import scorer_from_params
-from pipeline.scoring.cache import GenerationCache
 
 
 def main(dataset: str, setting: str) -> None:

@@ -21,9 +21,9 @@ from pipeline.artifacts import (
 from pipeline.decoy import decoy_words
 from pipeline.diagnostics import COMPARED, setting_diagnostics
 from pipeline.io import read_parquet, write_json
+from pipeline.llm.cache import ScoreCache
+from pipeline.llm.factory import scorer_from_params
 from pipeline.params import load_params
-from pipeline.scoring import scorer_from_params
-from pipeline.scoring.cache import ScoreCache
 
 
 def main(dataset: str, setting: str) -> None:

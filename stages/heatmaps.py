@@ -21,10 +21,10 @@ from pipeline.artifacts import (
 )
 from pipeline.heatmaps import heatmap_rows, render_heatmaps, shown_sentences
 from pipeline.io import read_parquet
+from pipeline.llm.cache import ScoreCache
+from pipeline.llm.factory import scorer_from_params
 from pipeline.params import load_params
 from pipeline.prior_sources import HYBRID
-from pipeline.scoring import scorer_from_params
-from pipeline.scoring.cache import ScoreCache
 
 
 def main(dataset: str, setting: str) -> None:

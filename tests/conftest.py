@@ -25,7 +25,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def smollm():
     """The real SmolLM2-135M-Instruct teacher (transformers backend, float32, CPU), loaded once for the suite."""
-    from pipeline.scoring.transformers_backend import TransformersScorer
+    from pipeline.llm.transformers_backend import TransformersScorer
 
     return TransformersScorer(model="smollm2-135m-instruct", batch_size=4)
 

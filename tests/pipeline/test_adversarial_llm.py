@@ -3,8 +3,8 @@ import pytest
 
 from pipeline.adversarial import class_overlap, keyword_form, make_adversarial, target_classes
 from pipeline.adversarial_llm import accept_rewrite, clean_generation, llm_rewrite
+from pipeline.llm.cache import GenerationCache
 from pipeline.prompts import ADD_TEMPLATE, REPLACE_TEMPLATE
-from pipeline.scoring.cache import GenerationCache
 
 
 @pytest.fixture(scope="module")

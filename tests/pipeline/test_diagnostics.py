@@ -5,9 +5,9 @@ import polars as pl
 import pytest
 
 from pipeline.diagnostics import prior_agreement, prior_decoy_mass, setting_diagnostics, zero_shot_accuracy
+from pipeline.llm.base import Query, Scorer
+from pipeline.llm.cache import ScoreCache
 from pipeline.prompts import PromptTemplate, render_label
-from pipeline.scoring.base import Query, Scorer
-from pipeline.scoring.cache import ScoreCache
 
 LABELS = ["card_arrival", "exchange_rate", "top_up_failed"]
 SENTENCES = pl.DataFrame({

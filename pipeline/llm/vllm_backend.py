@@ -30,9 +30,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import ConfigError
-from pipeline.models import load_tokenizer, model_identity, resolve_model
-from pipeline.params import VllmParams
-from pipeline.scoring.base import (
+from pipeline.llm.base import (
     EncodedQuery,
     Query,
     Scorer,
@@ -41,6 +39,8 @@ from pipeline.scoring.base import (
     check_vllm_mode,
     report_progress,
 )
+from pipeline.models import load_tokenizer, model_identity, resolve_model
+from pipeline.params import VllmParams
 
 
 def engine_kwargs(*, model_path: str, engine: VllmParams) -> dict[str, Any]:

@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
+from pipeline.llm.openai_backend import OpenAIScorer
 from pipeline.models import resolve_model
 from pipeline.prompts import ADD_TEMPLATE
-from pipeline.scoring.openai_backend import OpenAIScorer
 
 pytestmark = pytest.mark.vllm
 STARTUP_SECONDS = 600

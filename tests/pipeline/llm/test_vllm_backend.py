@@ -5,10 +5,10 @@ import pytest
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.llm.factory import make_scorer, scorer_from_params
+from pipeline.llm.vllm_backend import engine_kwargs
 from pipeline.models import resolve_model
 from pipeline.params import VllmParams, parse_params
-from pipeline.scoring import make_scorer, scorer_from_params
-from pipeline.scoring.vllm_backend import engine_kwargs
 from tests.conftest import REPO
 
 

@@ -43,8 +43,7 @@ import httpx
 import numpy as np
 
 from pipeline.errors import ConfigError
-from pipeline.models import load_tokenizer
-from pipeline.scoring.base import (
+from pipeline.llm.base import (
     EncodedQuery,
     Query,
     Scorer,
@@ -53,6 +52,7 @@ from pipeline.scoring.base import (
     check_vllm_mode,
     report_progress,
 )
+from pipeline.models import load_tokenizer
 
 logger = logging.getLogger(__name__)
 

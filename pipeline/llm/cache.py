@@ -2,7 +2,7 @@
 
 A score's key is the sha256 of (tokenisation convention, scorer identity, prefix, suffix, target): the
 full prompt text, the target, and the model + backend + dtype that scored it. Prefix and suffix enter
-separately because they are tokenised separately (``pipeline.scoring.base``), so the split is part of
+separately because they are tokenised separately (``pipeline.llm.base``), so the split is part of
 what was scored; ``TOKENISATION`` names the convention, so scores made under an earlier one (which
 tokenised "Message: " with a lone space token) are never served again.
 A generation's key is the sha256 of (identity, prompt, max_new_tokens).
@@ -30,7 +30,7 @@ import polars as pl
 
 from pipeline.errors import ArtifactError, ConfigError
 from pipeline.io import read_parquet, write_parquet
-from pipeline.scoring.base import Query, Scorer, report_progress
+from pipeline.llm.base import Query, Scorer, report_progress
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class _ShardedCache:
         logger.warning("%s: %s; moved to %s, its values will be recomputed", type(self).__name__, exc, aside)
 
 
-TOKENISATION = "joint-boundary"  # pipeline.scoring.base.Scorer.encode: separate ids == joined ids
+TOKENISATION = "joint-boundary"  # pipeline.llm.base.Scorer.encode: separate ids == joined ids
 
 
 def _sha256(*parts: object) -> str:

@@ -1,6 +1,6 @@
 """The backend factory: the scorer a backend name (or params.yaml's ``scoring`` section) asks for.
 
-Apart from :mod:`pipeline.scoring.base` so that the interface the backends implement never imports
+Apart from :mod:`pipeline.llm.base` so that the interface the backends implement never imports
 them: the factory imports each backend when it is asked for (vllm is an optional install).
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from pipeline.errors import ConfigError
-from pipeline.scoring.base import Scorer, VllmMode
+from pipeline.llm.base import Scorer, VllmMode
 
 if TYPE_CHECKING:
     from pipeline.params import Params, VllmParams
@@ -55,18 +55,18 @@ def make_scorer(
     if backend == "openai" and base_url is None:
         raise ConfigError("scoring.base_url: backend=openai needs the server URL, e.g. http://localhost:8000")
     if backend == "transformers":
-        from pipeline.scoring.transformers_backend import TransformersScorer
+        from pipeline.llm.transformers_backend import TransformersScorer
 
         return TransformersScorer(model=model, device=device, batch_size=batch_size, dtype=dtype)
     if backend == "vllm":
+        from pipeline.llm.vllm_backend import VllmScorer
         from pipeline.params import VllmParams
-        from pipeline.scoring.vllm_backend import VllmScorer
 
         engine = vllm or VllmParams()
         if dtype is not None:
             engine = engine.model_copy(update={"dtype": dtype})
         return VllmScorer(model=model, batch_size=batch_size, mode=vllm_mode, engine=engine)
-    from pipeline.scoring.openai_backend import OpenAIScorer
+    from pipeline.llm.openai_backend import OpenAIScorer
 
     return OpenAIScorer(model=model, base_url=base_url, batch_size=batch_size, mode=vllm_mode)
 

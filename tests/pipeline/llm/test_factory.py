@@ -1,7 +1,7 @@
 import pytest
 
 from pipeline.errors import ConfigError, ModelError
-from pipeline.scoring.factory import make_scorer
+from pipeline.llm.factory import make_scorer
 
 
 @pytest.mark.parametrize(

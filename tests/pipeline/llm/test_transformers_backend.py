@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.llm.base import ScoringError
 from pipeline.prompts import ADD_TEMPLATE, CAP_TEMPLATE, LIME_TEMPLATE, build_query, chat_prompt, split_prompt
-from pipeline.scoring import ScoringError
 
 
 def _queries(suffix_template, frame):

@@ -15,17 +15,17 @@ def banking(shared_data) -> tuple[list[str], pl.DataFrame]:
 
 @pytest.fixture(scope="session")
 def score_cap_queries(banking, tmp_path_factory):
-    """Scores real Banking77 CAP queries the way the score stage does (pipeline.scores): its perturbations (4 random masks
+    """Scores real Banking77 CAP queries the way the score stage does (pipeline.llm.scores): its perturbations (4 random masks
     + the single-word masks of 3 sentences, ~40 queries) and its scoring function with the default
     profile's CAP template over the 77 labels, through a fresh score cache each call.
 
     Returns:
         ``score(scorer) -> float64 array`` of the queries' log-probabilities, in a fixed order.
     """
+    from pipeline.llm.cache import ScoreCache
+    from pipeline.llm.scores import score_perturbations
     from pipeline.params import CapParams, PriorsParams, load_params
     from pipeline.perturb import perturbations
-    from pipeline.scores import score_perturbations
-    from pipeline.scoring.cache import ScoreCache
 
     labels, frame = banking
     sentences = frame.head(3).with_row_index("id").with_columns(pl.format("train-{}", "id").alias("id"))

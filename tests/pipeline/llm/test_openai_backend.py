@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.llm.base import ScoringError
+from pipeline.llm.factory import make_scorer
+from pipeline.llm.openai_backend import OpenAIScorer
 from pipeline.prompts import ADD_TEMPLATE, LIME_TEMPLATE, build_query, split_prompt
-from pipeline.scoring import ScoringError, make_scorer
-from pipeline.scoring.openai_backend import OpenAIScorer
 
 MODEL = "smollm2-135m-instruct"
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from pipeline.llm.base import Scorer
+from pipeline.llm.cache import ScoreCache
 from pipeline.params import Params
 from pipeline.perturb import masked_sentence, perturbations
 from pipeline.prompts import PromptTemplate, build_query, split_prompt
-from pipeline.scoring import Scorer
-from pipeline.scoring.cache import ScoreCache
 
 
 def score_perturbations(

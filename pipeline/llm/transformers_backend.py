@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from transformers import AttentionInterface, PreTrainedTokenizerBase
 
 from pipeline.errors import ConfigError
+from pipeline.llm.base import EncodedQuery, Query, Scorer, ScoringError, report_progress
 from pipeline.models import default_dtype, load_causal_lm, model_identity
-from pipeline.scoring.base import EncodedQuery, Query, Scorer, ScoringError, report_progress
 
 _ATTENTION = "capflow_shared_prefix"
 

@@ -4,9 +4,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipeline.llm.base import Scorer, ScoringError
+from pipeline.llm.cache import GenerationCache, ScoreCache
 from pipeline.prompts import LIME_TEMPLATE, build_query, chat_prompt, split_prompt
-from pipeline.scoring import Scorer, ScoringError
-from pipeline.scoring.cache import GenerationCache, ScoreCache
 
 
 class Counting(Scorer):
@@ -82,7 +82,7 @@ def test_corrupted_shards_are_reported_moved_aside_and_rescored(smollm, prompt, 
     pl.DataFrame({"key": ["x"], "score": [1.0]}).write_parquet(shards[1])  # a foreign schema
 
     counting, cache = Counting(smollm), ScoreCache(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="pipeline.scoring.cache"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.llm.cache"):
         scores = cache.score_missing(scorer=counting, prefix=prefix, queries=queries, progress=False)
     assert counting.calls == 8 and cache.stats.corrupt_shards == 2
     for shard in shards[:2]:

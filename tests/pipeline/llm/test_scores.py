@@ -4,13 +4,13 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipeline.llm.base import Query, Scorer
+from pipeline.llm.cache import ScoreCache
+from pipeline.llm.scores import score_sentences, score_stats
 from pipeline.models import load_tokenizer
 from pipeline.params import load_params
 from pipeline.perturb import masked_sentence, perturbations
 from pipeline.prompts import build_query, split_prompt
-from pipeline.scores import score_sentences, score_stats
-from pipeline.scoring.base import Query, Scorer
-from pipeline.scoring.cache import ScoreCache
 from tests.conftest import REPO
 
 LABELS = ["card_arrival", "exchange_rate"]

