@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words  # noqa: E402
+from pipeline.attribution.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words  # noqa: E402
 from pipeline.decoy import decoy_mass, decoy_positions, decoy_truth_prior, insert_decoys, strip_decoys  # noqa: E402
 from pipeline.models import load_student  # noqa: E402
 from pipeline.objectives import get_objective  # noqa: E402

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the checkout
 
-from pipeline.attribution import encode_words  # noqa: E402
+from pipeline.attribution.attribution import encode_words  # noqa: E402
 from pipeline.models import eval_mode, load_student  # noqa: E402
 from pipeline.objectives import get_objective  # noqa: E402
 from pipeline.objectives.base import Batch, Objective, Task  # noqa: E402
@@ -235,7 +235,7 @@ def ex2l_maps(args: argparse.Namespace) -> None:
     real batch: 64 products test reviews, 8 per label x category, at each layer; then, with ``--train``,
     the same after training eX2L with the given settings on the ex2l profile's skewed pool (54 / 6 per
     category, batch 16, 2 epochs, lr 3e-4), with its per-step Dice and empty-map share and its test accuracy."""
-    from pipeline.gradcam import empty_maps, hidden_and_pooled, sequence_head, text_grad_cam
+    from pipeline.attribution.gradcam import empty_maps, hidden_and_pooled, sequence_head, text_grad_cam
     from pipeline.objectives.ex2l import Ex2l
     from pipeline.training import set_seed
 

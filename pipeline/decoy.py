@@ -91,7 +91,7 @@ def check_decoys_tokenised(decoys: Mapping[str, str], tokenizer, *, where: str) 
     Raises:
         ConfigError: naming the word.
     """
-    from pipeline.attribution import encode_words
+    from pipeline.attribution.attribution import encode_words
 
     seen: dict[tuple[int, ...], str] = {}
     for word in decoys.values():

@@ -30,7 +30,7 @@ import torch
 from scipy.stats import spearmanr
 
 from pipeline.artifacts import ATTACKS
-from pipeline.attribution import gradient_x_input_words
+from pipeline.attribution.attribution import gradient_x_input_words
 from pipeline.decoy import decoy_mass, decoy_positions
 from pipeline.eraser import faithfulness
 from pipeline.errors import ArtifactError, ConfigError

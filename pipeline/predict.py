@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from pipeline.attribution import encode_words, length_batches
+from pipeline.attribution.attribution import encode_words, length_batches
 from pipeline.progress import progress
 
 

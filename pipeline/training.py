@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from pipeline.attribution import encode_words
+from pipeline.attribution.attribution import encode_words
 from pipeline.errors import DataError
 from pipeline.io import atomic_write
 from pipeline.objectives.base import Batch, Objective, Task

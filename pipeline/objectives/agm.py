@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from pipeline.attribution import gradient_x_input
+from pipeline.attribution.attribution import gradient_x_input
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
 from pipeline.objectives.base import Ablation, Batch, Objective

@@ -12,7 +12,7 @@ that IG uses: x ⊙ M = M e + (1 - M) e_pad (``masked_embeddings``; special toke
 - Masker pre-training (the same phase during the first ``warmup_epochs`` epochs): L_M = BCE(M, A),
   A = 1 on the top-rho tokens of the classifier's own text Grad-CAM of y, 0 elsewhere (detached).
 - Classifier phase (masker frozen): L_C = CE + lambda3 BCE(s, M) + lambda4 L_mix, s = the
-  classifier's text Grad-CAM of y on hidden layer ``layer`` (``pipeline.gradcam``, eval mode)
+  classifier's text Grad-CAM of y on hidden layer ``layer`` (``pipeline.attribution.gradcam``, eval mode)
   clamped into (0, 1), M detached, L_mix = embedding mixup with a Beta(alpha, alpha) weight.
 - Warm-up: the first ``warmup_epochs`` epochs train the classifier on CE + lambda4 L_mix only.
 - ``align-fixed`` (ablation): the classifier phase with a fixed mask, 1 on tokens of
@@ -40,9 +40,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from pipeline.attribution import pad_baseline
+from pipeline.attribution.attribution import pad_baseline
+from pipeline.attribution.gradcam import hidden_and_pooled, sequence_head, text_grad_cam
 from pipeline.errors import ConfigError
-from pipeline.gradcam import hidden_and_pooled, sequence_head, text_grad_cam
 from pipeline.models import eval_mode
 from pipeline.objectives.base import Ablation, Batch, ExtraModule, Objective, Phase, Task
 from pipeline.objectives.selection import above_quantile
@@ -238,7 +238,7 @@ class Align(Objective):
         alpha: the mixup weight's Beta(alpha, alpha).
         warmup_epochs: epochs of CE + mixup only for the classifier, while the masker pre-trains on
             the classifier's Grad-CAM.
-        layer: the hidden states the classifier's Grad-CAM reads (``pipeline.gradcam``; -2 = the layer
+        layer: the hidden states the classifier's Grad-CAM reads (``pipeline.attribution.gradcam``; -2 = the layer
             before the last, where every token reaches the logits).
         masker_lr: the masker's learning rate.
         masker_width: channels of the masker's hidden layers.

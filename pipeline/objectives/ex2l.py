@@ -1,7 +1,7 @@
 """eX2L: contrastive explanations against a confounder (SIBLINGS.md §3, text form).
 
 A confounder head h_c (``nn.Linear(hidden, n_values)``) reads the same pooled representation as
-the label head. Both heads' text Grad-CAM maps (``pipeline.gradcam``) are pushed apart:
+the label head. Both heads' text Grad-CAM maps (``pipeline.attribution.gradcam``) are pushed apart:
 
     L = CE_y + mu * CE_c + lambda * Dice(G_y, G_c),
     Dice = 2 sum_t G_y G_c / (sum_t G_y^2 + sum_t G_c^2) over the real tokens, averaged over the batch,
@@ -15,7 +15,7 @@ CE_y + mu * CE_c; the maps are then still computed, without a graph, to log the 
 Two choices against the degenerate optimum issue 22 found (the Dice met by all-zero maps: 50 % of a
 batch's maps within 6 steps, every held-out label map after 30; bench/siblings_defects.py ex2l-maps):
 - the maps are Grad-CAM on the layer before the last (``layer = -2``), where every token's state
-  reaches the logits; on the last layer only [CLS]'s does (``pipeline.gradcam``);
+  reaches the logits; on the last layer only [CLS]'s does (``pipeline.attribution.gradcam``);
 - each map has a floor (``map_floor``): its minimum over the sentence's real tokens is subtracted
   before Grad-CAM's ReLU, so the least supporting token scores 0 and the most 1. A map can no longer
   be switched off by pushing every token's score below 0; the Dice is lowered only by ranking
@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
+from pipeline.attribution.gradcam import empty_maps, grad_cam_map, grad_cam_scores, hidden_and_pooled, sequence_head
 from pipeline.errors import ConfigError
-from pipeline.gradcam import empty_maps, grad_cam_map, grad_cam_scores, hidden_and_pooled, sequence_head
 from pipeline.models import eval_mode
 from pipeline.objectives.base import Ablation, Batch, ExtraModule, Objective, Phase, Task
 

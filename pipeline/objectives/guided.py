@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pipeline.attribution import integrated_gradients, occlusion, pad_baseline, tokens_to_words, word_gradient_norms
+from pipeline.attribution.attribution import integrated_gradients, occlusion, pad_baseline, tokens_to_words, word_gradient_norms
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
 from pipeline.objectives.base import Ablation, Objective
@@ -61,7 +61,7 @@ class Guided(Objective):
         attribution: ``ig``: word IG (the gradient projected on the embedding, summed over hidden
             units); ``gradient_norm``: per word, the L2 norm of the whole input gradient;
             ``occlusion``: per word, the drop of ``target`` when the word becomes padding (one
-            forward per word; ``pipeline.attribution.occlusion``).
+            forward per word; ``pipeline.attribution.attribution.occlusion``).
         target: the scalar attributed (``target_output``).
         alignment: ``abs_mse``: MSE of |a| after ``normalisation`` (the paper's); ``signed_mse``: MSE
             of a / ||a||_2 against the normalised prior; ``cosine``: 1 - cosine(a, prior).

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from pipeline.attribution import gradient_x_input, integrated_gradients, pad_baseline
+from pipeline.attribution.attribution import gradient_x_input, integrated_gradients, pad_baseline
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
 from pipeline.objectives.base import Ablation, Batch, Objective

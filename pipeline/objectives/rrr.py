@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.attribution import word_gradient_norms
+from pipeline.attribution.attribution import word_gradient_norms
 from pipeline.models import eval_mode
 from pipeline.objectives.base import Ablation, Objective
 from pipeline.priors.fusion import normalise

@@ -3,7 +3,7 @@ import polars as pl
 import pytest
 import torch
 
-from pipeline.attribution import encode_words, gradient_x_input_words
+from pipeline.attribution.attribution import encode_words, gradient_x_input_words
 from pipeline.errors import ConfigError
 from pipeline.evaluation import adversarial_accuracy, evaluate_student, self_rationale
 from pipeline.params import EvaluationParams

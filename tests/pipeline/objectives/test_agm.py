@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from pipeline.attribution import encode_words, gradient_x_input
+from pipeline.attribution.attribution import encode_words, gradient_x_input
 from pipeline.errors import ConfigError
 from pipeline.objectives import get_objective
 from pipeline.objectives.agm import Agm, AgmRandom, nt_xent

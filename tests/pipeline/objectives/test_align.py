@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.attribution import encode_words, pad_baseline
+from pipeline.attribution.attribution import encode_words, pad_baseline
 from pipeline.errors import ConfigError
 from pipeline.objectives import get_objective, objective_class
 from pipeline.objectives.align import (

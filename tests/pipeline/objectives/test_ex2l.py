@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.attribution import encode_words
+from pipeline.attribution.attribution import encode_words
+from pipeline.attribution.gradcam import empty_maps, grad_cam_map, hidden_and_pooled, text_grad_cam
 from pipeline.errors import ConfigError
-from pipeline.gradcam import empty_maps, grad_cam_map, hidden_and_pooled, text_grad_cam
 from pipeline.models import eval_mode
 from pipeline.objectives import get_objective, objective_class
 from pipeline.objectives.base import Batch, Task

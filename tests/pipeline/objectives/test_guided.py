@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words
+from pipeline.attribution.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words
 from pipeline.errors import ConfigError
 from pipeline.objectives import get_objective, objective_class
 from pipeline.objectives.base import Batch

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from pipeline.attribution import encode_words
+from pipeline.attribution.attribution import encode_words
 from pipeline.errors import ConfigError
 from pipeline.objectives import get_objective
 from pipeline.objectives.base import Batch

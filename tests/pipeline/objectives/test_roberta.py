@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification, RobertaConfig
 
-from pipeline.attribution import encode_words
-from pipeline.gradcam import hidden_and_pooled, sequence_head
+from pipeline.attribution.attribution import encode_words
+from pipeline.attribution.gradcam import hidden_and_pooled, sequence_head
 from tests.roberta import OBJECTIVE_NAMES, roberta_student, roberta_tokenizer, sentences, train_one_step
 
 TINY = RobertaConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.attribution import encode_words, tokens_to_words
+from pipeline.attribution.attribution import encode_words, tokens_to_words
 from pipeline.objectives import get_objective
 from pipeline.objectives.base import Batch
 from pipeline.objectives.rrr import Rrr

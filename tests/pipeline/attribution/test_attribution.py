@@ -7,7 +7,7 @@ from tokenizers.pre_tokenizers import ByteLevel
 from tokenizers.processors import RobertaProcessing
 from transformers import PreTrainedTokenizerFast
 
-from pipeline.attribution import (
+from pipeline.attribution.attribution import (
     encode_words,
     integrated_gradients,
     length_batches,
@@ -189,7 +189,7 @@ def test_word_scores_come_back_in_input_order_whatever_the_batching(minilm):
 
 
 def test_occlusion_is_the_outputs_drop_when_one_word_becomes_padding(minilm):
-    from pipeline.attribution import occlusion
+    from pipeline.attribution.attribution import occlusion
 
     model, tokenizer = minilm
     sentences = [["the", "zorvik", "film", "was", "great"], ["dull"]]
