@@ -1,6 +1,6 @@
 """The decoy positive control as one script: which guided-loss forms make a student drop a planted shortcut.
 
-Decoy SST-2 (``pipeline.decoy``): a class-indicating nonce word at a random position in every training
+Decoy SST-2 (``pipeline.data.decoy``): a class-indicating nonce word at a random position in every training
 and validation sentence; the test is clean, matched, randomised and swapped. Every form below trains
 from the same draw with the same seeds; a form "passes" when its randomised-test accuracy beats the
 cross-entropy baseline's (paired by seed), never by the attribution it trains on. Validation carries
@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.attribution.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words  # noqa: E402
-from pipeline.decoy import decoy_mass, decoy_positions, decoy_truth_prior, insert_decoys, strip_decoys  # noqa: E402
+from pipeline.data.decoy import decoy_mass, decoy_positions, decoy_truth_prior, insert_decoys, strip_decoys  # noqa: E402
 from pipeline.models import load_student  # noqa: E402
 from pipeline.objectives import get_objective  # noqa: E402
 from pipeline.objectives.base import Task  # noqa: E402

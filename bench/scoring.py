@@ -70,7 +70,7 @@ def workload(tokenizer, *, n_sentences: int = N_SENTENCES) -> tuple[str, list[tu
     # here, not at the top: bench/gpu_scoring.py borrows this module's timers on GPU machines without polars
     import polars as pl
 
-    from pipeline.perturb import cap_masks, masked_sentence
+    from pipeline.data.perturb import cap_masks, masked_sentence
     from pipeline.prompts import CAP_TEMPLATE, build_query, split_prompt
 
     labels = (DATA / "labels.txt").read_text().split()

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.artifacts import ADVERSARIAL_SCHEMA
-from pipeline.perturb import sentence_rng
+from pipeline.data.perturb import sentence_rng
 
 # Function words only: broader lists (e.g. sklearn's) drop intent keywords such as "call", "bill", "find", "show".
 STOPWORDS = frozenset(

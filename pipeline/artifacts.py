@@ -84,7 +84,7 @@ def dataset_split_file(dataset: str, split: str) -> Path:
 
 
 def decoy_test_split(variant: str) -> str:
-    """The split name of a decoy benchmark's test copy (``pipeline.decoy.TEST_VARIANTS``): test_matched, ..."""
+    """The split name of a decoy benchmark's test copy (``pipeline.data.decoy.TEST_VARIANTS``): test_matched, ..."""
     return f"test_{variant}"
 
 

@@ -13,10 +13,10 @@ import polars as pl
 from pipeline.adversarial import class_keywords, class_overlap, make_adversarial, target_classes
 from pipeline.adversarial_llm import llm_rewrite
 from pipeline.artifacts import ATTACKS
+from pipeline.data.perturb import sentence_rng
 from pipeline.llm.base import Scorer
 from pipeline.llm.cache import GenerationCache
 from pipeline.params import AdversarialParams
-from pipeline.perturb import sentence_rng
 
 DEFAULT_TARGETS_PER_CLASS = 2
 

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import spearmanr
 
-from pipeline.decoy import decoy_mass, decoy_positions
+from pipeline.data.decoy import decoy_mass, decoy_positions
 from pipeline.llm.base import Scorer
 from pipeline.llm.cache import ScoreCache
 from pipeline.prompts import PromptTemplate, build_query, split_prompt
@@ -88,7 +88,7 @@ def prior_decoy_mass(priors: Mapping[str, pl.DataFrame], decoys: Sequence[str]) 
         decoys: the benchmark's decoy words.
 
     Returns:
-        name -> mean share (``pipeline.decoy.decoy_mass``), and ``uniform``: mean 1 / number of words
+        name -> mean share (``pipeline.data.decoy.decoy_mass``), and ``uniform``: mean 1 / number of words
         over the sentences that carry a decoy.
     """
     masses = {}

@@ -8,7 +8,7 @@ the top words by the student's own Integrated Gradients toward its predicted lab
 ``average_group_accuracy`` / ``worst_group_accuracy`` (over label x group cells of the test split),
 and per target dataset ``accuracy@<target>``, ``transfer_gap@<target>`` (accuracy - accuracy@target)
 and the faithfulness keys ``...@<target>``.
-On a decoy benchmark (``pipeline.decoy``): ``decoy_matched_accuracy`` and ``decoy_randomised_accuracy``
+On a decoy benchmark (``pipeline.data.decoy``): ``decoy_matched_accuracy`` and ``decoy_randomised_accuracy``
 (the test copies with the true label's / a random label's decoy), ``decoy_flip_rate`` (the percent of
 test sentences whose prediction changes from the matched to the swapped copy) and ``decoy_mass`` (a
 share in [0, 1], not percent: the mean share of |IG| on the decoy word, accurate IG with
@@ -31,12 +31,12 @@ from scipy.stats import spearmanr
 
 from pipeline.artifacts import ATTACKS
 from pipeline.attribution.attribution import gradient_x_input_words
-from pipeline.decoy import decoy_mass, decoy_positions
+from pipeline.data.decoy import decoy_mass, decoy_positions
+from pipeline.data.groups import group_accuracy
+from pipeline.data.perturb import sentence_rng
 from pipeline.eraser import faithfulness
 from pipeline.errors import ArtifactError, ConfigError
-from pipeline.groups import group_accuracy
 from pipeline.params import EvaluationParams
-from pipeline.perturb import sentence_rng
 from pipeline.predict import predict_proba
 from pipeline.priors.ig import ig_prior
 
@@ -87,7 +87,7 @@ def decoy_metrics(model, tokenizer, copies: dict[str, pl.DataFrame], *, decoys: 
     Args:
         model: the trained classifier (its config maps label names to ids).
         tokenizer: its fast tokenizer.
-        copies: ``pipeline.decoy.TEST_VARIANTS`` -> the test copy (id, text, label), rows in the clean test's order.
+        copies: ``pipeline.data.decoy.TEST_VARIANTS`` -> the test copy (id, text, label), rows in the clean test's order.
         decoys: the dataset's decoy words.
         predict: texts -> probabilities (the evaluation's cache: each distinct text is predicted once).
         params: ``evaluation`` (decoy_ig_steps, decoy_sentences, batch size).

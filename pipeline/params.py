@@ -30,7 +30,7 @@ class _Section(BaseModel):
 
 
 class SpuriousParams(_Section):
-    """A spurious-correlation subset (a text Waterbirds, ``pipeline.groups``): each group of ``column`` mostly
+    """A spurious-correlation subset (a text Waterbirds, ``pipeline.data.groups``): each group of ``column`` mostly
     carries one label in training, while the test set is balanced over label x group."""
 
     column: str = Field(description="the group column (one of the dataset's columns, e.g. category)")
@@ -44,7 +44,7 @@ class SpuriousParams(_Section):
 
 
 class DecoyParams(_Section):
-    """The decoy benchmark (``pipeline.decoy``): one planted, label-indicating nonce word per training and
+    """The decoy benchmark (``pipeline.data.decoy``): one planted, label-indicating nonce word per training and
     validation sentence; the test split stays clean, with matched, randomised and swapped copies beside it."""
 
     words: dict[str, str] = Field(min_length=2, description="label -> its decoy word (a nonce word, absent from the data)")
@@ -90,7 +90,7 @@ class DatasetParams(_Section):
         "drawn from that subset (by label x group), never the source's"
     )
     decoy: DecoyParams | None = Field(
-        None, description="make this dataset a decoy benchmark (a positive control; pipeline/decoy.py)"
+        None, description="make this dataset a decoy benchmark (a positive control; pipeline/data/decoy.py)"
     )
 
     @field_validator("columns")

@@ -36,7 +36,7 @@ SOURCES = (
     PriorSource(name="cap", display="CAP", producer="priors"),
     PriorSource(name="oracle", display="Oracle IG (control)", producer="controls", control=True),
     PriorSource(name="random", display="Random (control)", producer="controls", control=True),
-    # the decoy benchmark's known right answer (pipeline.decoy); uniform on a dataset without decoys
+    # the decoy benchmark's known right answer (pipeline.data.decoy); uniform on a dataset without decoys
     PriorSource(name="decoy_truth", display="Decoy truth (control)", producer="controls", control=True),
 )
 CONTROLS = tuple(source.name for source in SOURCES if source.control)

@@ -338,7 +338,7 @@ def positive_controls(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> str:
     lines = [
         "## Positive controls",
         "",
-        "Decoy benchmarks (`pipeline/decoy.py`): every training and validation sentence carries a nonce word that "
+        "Decoy benchmarks (`pipeline/data/decoy.py`): every training and validation sentence carries a nonce word that "
         "names its label; the test is clean (Clean), or carries the true label's decoy (Matched) or a random "
         "label's (Randomised). A student that ignores the decoy keeps its clean accuracy on the randomised test; "
         "one that follows it falls towards chance. Flip rate: % of test sentences whose prediction changes when "

@@ -18,7 +18,7 @@ from pipeline.artifacts import (
     label_names,
     prior_file,
 )
-from pipeline.decoy import decoy_words
+from pipeline.data.decoy import decoy_words
 from pipeline.diagnostics import COMPARED, setting_diagnostics
 from pipeline.io import read_parquet, write_json
 from pipeline.llm.cache import ScoreCache

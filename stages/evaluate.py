@@ -25,7 +25,7 @@ from pipeline.artifacts import (
     student_dir,
     student_metrics_file,
 )
-from pipeline.decoy import TEST_VARIANTS, decoy_words
+from pipeline.data.decoy import TEST_VARIANTS, decoy_words
 from pipeline.evaluation import evaluate_student
 from pipeline.io import read_parquet, write_json
 from pipeline.models import load_trained_student, resolve_device

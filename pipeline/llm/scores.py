@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from pipeline.data.perturb import masked_sentence, perturbations
 from pipeline.llm.base import Scorer
 from pipeline.llm.cache import ScoreCache
 from pipeline.params import Params
-from pipeline.perturb import masked_sentence, perturbations
 from pipeline.prompts import PromptTemplate, build_query, split_prompt
 
 
@@ -24,7 +24,7 @@ def score_perturbations(
     """Score each masked sentence as log p(true label) under its source's prompt, through the cache.
 
     Args:
-        masks: id, source, mask, label (``pipeline.perturb.perturbations``); every source has a template.
+        masks: id, source, mask, label (``pipeline.data.perturb.perturbations``); every source has a template.
         sentences: id and text of the sentences the masks cover.
         labels: the label space in prompt order.
         templates: source -> prompt template.

@@ -5,8 +5,8 @@ import pytest
 from pipeline.adversarial import class_keywords, class_overlap, make_adversarial, target_classes
 from pipeline.artifacts import priors_frame
 from pipeline.attacks import adversarial_sets, generation_record
+from pipeline.data.perturb import sentence_rng
 from pipeline.params import AdversarialParams
-from pipeline.perturb import sentence_rng
 from tests.conftest import HWU64_ALARM_AUDIO
 
 

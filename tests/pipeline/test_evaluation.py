@@ -87,7 +87,7 @@ DECOY_WORDS = {"card_arrival": "blick", "exchange_rate": "snarv", "lost_or_stole
 def decoy_student(shared_data):
     """A real MiniLM baseline trained on 18 banking77 sentences that each carry their label's decoy (rate 1),
     and 18 held-out sentences with their decoyed copies: a student that has every reason to follow the decoy."""
-    from pipeline.decoy import TEST_VARIANTS, insert_decoys
+    from pipeline.data.decoy import TEST_VARIANTS, insert_decoys
     from pipeline.params import load_params
     from pipeline.students import fit_student
     from tests.conftest import REPO
@@ -106,7 +106,7 @@ def decoy_student(shared_data):
 
 def test_a_decoy_benchmark_adds_its_keys_and_a_shortcut_student_follows_the_decoy(decoy_student):
     from pipeline.artifacts import priors_frame
-    from pipeline.decoy import decoy_truth_prior
+    from pipeline.data.decoy import decoy_truth_prior
 
     model, tokenizer, decoyed, test, copies = decoy_student
     words = [t.split() for t in decoyed["text"]]

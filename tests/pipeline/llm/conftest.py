@@ -22,10 +22,10 @@ def score_cap_queries(banking, tmp_path_factory):
     Returns:
         ``score(scorer) -> float64 array`` of the queries' log-probabilities, in a fixed order.
     """
+    from pipeline.data.perturb import perturbations
     from pipeline.llm.cache import ScoreCache
     from pipeline.llm.scores import score_perturbations
     from pipeline.params import CapParams, PriorsParams, load_params
-    from pipeline.perturb import perturbations
 
     labels, frame = banking
     sentences = frame.head(3).with_row_index("id").with_columns(pl.format("train-{}", "id").alias("id"))

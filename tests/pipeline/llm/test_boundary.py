@@ -5,10 +5,10 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from pipeline.fewshot import k_shot
+from pipeline.data.fewshot import k_shot
+from pipeline.data.perturb import perturbations
 from pipeline.llm.base import ScoringError, encode_queries
 from pipeline.params import PriorsParams
-from pipeline.perturb import perturbations
 from pipeline.prompts import PromptTemplate, build_query, split_prompt
 
 CAP = PromptTemplate(

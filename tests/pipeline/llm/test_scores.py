@@ -4,12 +4,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipeline.data.perturb import masked_sentence, perturbations
 from pipeline.llm.base import Query, Scorer
 from pipeline.llm.cache import ScoreCache
 from pipeline.llm.scores import score_sentences, score_stats
 from pipeline.models import load_tokenizer
 from pipeline.params import load_params
-from pipeline.perturb import masked_sentence, perturbations
 from pipeline.prompts import build_query, split_prompt
 from tests.conftest import REPO
 

@@ -2,7 +2,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.decoy import (
+from pipeline.data.decoy import (
     TEST_VARIANTS,
     check_decoy_words,
     check_decoys_absent,

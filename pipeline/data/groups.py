@@ -104,7 +104,7 @@ def spurious_counts(
 def sample_cells(frame: pl.DataFrame, *, counts: Mapping[Cell, int], group: str, seed: int) -> pl.DataFrame:
     """Draw exactly ``counts[(label, g)]`` rows of every cell, deterministically for ``seed``.
 
-    Cells are visited in sorted order and rows in id order (as ``pipeline.fewshot.k_shot``), so the
+    Cells are visited in sorted order and rows in id order (as ``pipeline.data.fewshot.k_shot``), so the
     draw depends only on the data and the seed. Cells not in ``counts`` get no rows.
 
     Args:

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from lime.lime_text import LimeTextExplainer
 
-from pipeline.perturb import cap_masks, lime_masks, masked_sentence, sentence_rng
+from pipeline.data.perturb import cap_masks, lime_masks, masked_sentence, sentence_rng
 from tests.conftest import REPO
 
 
 def test_sentence_rng_is_stable_across_processes_and_keyed_by_seed_and_id():
     draw = sentence_rng(seed=7, sentence_id="train-42").integers(0, 2**62, size=4).tolist()
     code = (
-        "from pipeline.perturb import sentence_rng; "
+        "from pipeline.data.perturb import sentence_rng; "
         "print(sentence_rng(seed=7, sentence_id='train-42').integers(0, 2**62, size=4).tolist())"
     )
     # another interpreter with another hash salt must draw the same numbers

@@ -2,7 +2,7 @@ import polars as pl
 import pytest
 
 from pipeline.errors import DataError
-from pipeline.groups import balanced_counts, group_accuracy, sample_cells, spurious_counts
+from pipeline.data.groups import balanced_counts, group_accuracy, sample_cells, spurious_counts
 
 CATEGORIES = ["books", "dvd", "electronics", "kitchen"]
 MAJORITY = {"books": "positive", "dvd": "positive", "electronics": "negative", "kitchen": "negative"}

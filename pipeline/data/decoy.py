@@ -29,7 +29,7 @@ import polars as pl
 from pipeline.artifacts import decoy_test_split
 from pipeline.errors import ConfigError, DataError
 from pipeline.params import DECOY_COLUMN
-from pipeline.perturb import sentence_rng
+from pipeline.data.perturb import sentence_rng
 
 if TYPE_CHECKING:
     from pipeline.params import DecoyParams, Params

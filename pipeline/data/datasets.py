@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.errors import ConfigError, DataError
-from pipeline.groups import balanced_counts, sample_cells, spurious_counts
+from pipeline.data.groups import balanced_counts, sample_cells, spurious_counts
 from pipeline.params import DatasetParams, Params, SpuriousParams, mirror_dir
 
 SPLITS = ("train", "validation", "test")
@@ -277,7 +277,7 @@ def build_dataset(params: Params, name: str) -> dict[str, pl.DataFrame]:
     Returns:
         split name (train, validation, test) -> frame with columns id, text, label; for a dataset with
         ``decoy``, train and validation carry the decoys and the test copies are added
-        (``pipeline.decoy.decoy_splits``).
+        (``pipeline.data.decoy.decoy_splits``).
 
     Raises:
         ConfigError: ``name`` is not configured.
@@ -295,7 +295,7 @@ def build_dataset(params: Params, name: str) -> dict[str, pl.DataFrame]:
     if config.decoy is None:
         return splits
     # imported here: only a decoy dataset needs the student's tokenizer (transformers)
-    from pipeline.decoy import decoy_splits
+    from pipeline.data.decoy import decoy_splits
     from pipeline.models import load_tokenizer
 
     return decoy_splits(name, splits, config.decoy, tokenizer=load_tokenizer(params.student.model))

@@ -1,7 +1,7 @@
 import polars as pl
 import pytest
 
-from pipeline.datasets import build_dataset, prepare_dataset, read_hub, validate_split
+from pipeline.data.datasets import build_dataset, prepare_dataset, read_hub, validate_split
 from pipeline.errors import ConfigError, DataError
 from pipeline.params import DatasetParams, load_params
 from tests.conftest import REPO
