@@ -241,7 +241,7 @@ class StudentParams(_Section):
     experiment.extra_settings).
 
     A student is (objective, prior or none, seed); objectives are registered in
-    ``pipeline.objectives`` (checked when a student trains: prior-free ones in ``objectives``, ones that
+    ``pipeline.training.objectives`` (checked when a student trains: prior-free ones in ``objectives``, ones that
     take a prior in ``prior_objectives``) and take their settings from ``settings.<objective>``.
     """
 
@@ -269,7 +269,8 @@ class StudentParams(_Section):
     )
     extra_priors: list[str] = Field([], description="more prior combinations, trained on experiment.extra_settings only")
     settings: dict[str, dict[str, Any]] = Field(
-        {}, description="objective -> its settings (its class's fields, pipeline/objectives/); every objective used needs one"
+        {}, description="objective -> its settings (its class's fields, pipeline/training/objectives/); "
+        "every objective used needs one"
     )
 
     @model_validator(mode="after")

@@ -6,7 +6,7 @@ keys in ``METRIC_KEYS`` (all in percent), and where the setting has adversarial 
 ``metrics/<dataset>/<setting>/adversarial.json`` with ``ADVERSARIAL_KEYS`` per student. A student
 (a "method" row) is an objective, or an objective with a prior (``pipeline.artifacts.model_name``);
 its display name, its place in the tables, whether it is the paper's row and the ablation it is paired with come
-from the objective registry (``pipeline.objectives``: the registry's order, each class's ``display``, ``paper``
+from the objective registry (``pipeline.training.objectives``: the registry's order, each class's ``display``, ``paper``
 and ``ablation``) and the prior sources. A k-shot setting carries its data seed in its name
 (``k5-seed0`` .. ``k5-seed4``); those settings form one group (``k5``) and each (data seed,
 training seed) pair is one replicate, named ``<setting>/seed<S>``. A setting without a seed
@@ -29,9 +29,9 @@ from scipy.stats import wilcoxon
 from pipeline.artifacts import ADVERSARIAL_METRICS, model_name, parse_model_name
 from pipeline.errors import ArtifactError
 from pipeline.io import atomic_write
-from pipeline.objectives import OBJECTIVES, objective_class, paper_objective
 from pipeline.params import setting_group
 from pipeline.prior_sources import COMBINATIONS, DISPLAY_NAMES, HYBRID
+from pipeline.training.objectives import OBJECTIVES, objective_class, paper_objective
 
 METRIC_KEYS = ("accuracy", "validation_accuracy", "comprehensiveness", "sufficiency")
 ADVERSARIAL_KEYS = ("adv_add_accuracy", "adv_replace_accuracy", "adv_accuracy")

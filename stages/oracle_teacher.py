@@ -19,7 +19,7 @@ from pipeline.data.fewshot import capped_pool, training_pool
 from pipeline.errors import ConfigError, DataError
 from pipeline.io import read_parquet
 from pipeline.params import load_params
-from pipeline.students import fit_student, save_student
+from pipeline.training.students import fit_student, save_student
 
 
 def main(dataset: str) -> None:

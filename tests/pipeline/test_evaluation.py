@@ -89,7 +89,7 @@ def decoy_student(shared_data):
     and 18 held-out sentences with their decoyed copies: a student that has every reason to follow the decoy."""
     from pipeline.data.decoy import TEST_VARIANTS, insert_decoys
     from pipeline.params import load_params
-    from pipeline.students import fit_student
+    from pipeline.training.students import fit_student
     from tests.conftest import REPO
 
     rows = pl.read_parquet(shared_data / "banking77" / "train.parquet").with_row_index("row").select(

@@ -9,8 +9,6 @@ import pytest
 
 from pipeline.artifacts import ADVERSARIAL_METRICS
 from pipeline.errors import ArtifactError
-from pipeline.objectives import OBJECTIVES
-from pipeline.objectives.base import Ablation, Objective
 from pipeline.report import (
     ADVERSARIAL_KEYS,
     METRIC_KEYS,
@@ -27,6 +25,8 @@ from pipeline.report import (
     teacher_diagnostics,
     write_report,
 )
+from pipeline.training.objectives import OBJECTIVES
+from pipeline.training.objectives.base import Ablation, Objective
 
 METHOD_OFFSET = {"baseline": 0.0, "guided.cap": 2.0, "guided.cap+ig+lime": 3.5, "guided.ig": -1.0}
 
@@ -455,7 +455,7 @@ def test_the_grid_rows_come_in_the_registry_order_with_the_registry_names(tmp_pa
 
     reordered = {"baseline": OBJECTIVES["baseline"], "agm": OBJECTIVES["agm"], "agm-random": OBJECTIVES["agm-random"],
                  "rrr": Rrr, "guided": Guided}
-    monkeypatch.setattr("pipeline.objectives.OBJECTIVES", reordered)
+    monkeypatch.setattr("pipeline.training.objectives.OBJECTIVES", reordered)
     monkeypatch.setattr("pipeline.report.OBJECTIVES", reordered)
     assert _first_cells(results_table(frame), "### Setting `k5`") == [
         "Baseline", "AGM", "AGM-random", "CAP", "Guided (CAP)", "Guided (Random (control))"]

@@ -97,11 +97,11 @@ def test_the_default_guided_loss_with_decoy_truth_stops_the_student_following_a_
     the loss from changing behaviour (not just attributions) turns this red."""
     import torch
 
-    from pipeline.objectives import get_objective
-    from pipeline.objectives.base import Task
+    from pipeline.training.objectives import get_objective
+    from pipeline.training.objectives.base import Task
     from pipeline.params import load_params
     from pipeline.predict import predict_proba
-    from pipeline.training import Example, train_student
+    from pipeline.training.training import Example, train_student
     from tests.conftest import REPO
 
     def draw(split: str, per_label: int) -> pl.DataFrame:

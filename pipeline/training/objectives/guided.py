@@ -24,8 +24,8 @@ from torch import Tensor
 from pipeline.attribution.attribution import integrated_gradients, occlusion, pad_baseline, tokens_to_words, word_gradient_norms
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
-from pipeline.objectives.base import Ablation, Objective
 from pipeline.priors.fusion import Normalisation, normalise
+from pipeline.training.objectives.base import Ablation, Objective
 
 Attribution = Literal["ig", "gradient_norm", "occlusion"]
 Target = Literal["logit", "log_softmax", "centred_logit"]

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from pipeline.attribution.attribution import encode_words, tokens_to_words
-from pipeline.objectives import get_objective
-from pipeline.objectives.base import Batch
-from pipeline.objectives.rrr import Rrr
+from pipeline.training.objectives import get_objective
+from pipeline.training.objectives.base import Batch
+from pipeline.training.objectives.rrr import Rrr
 
 
 def test_rrr_penalises_the_squared_input_gradient_of_the_words_the_prior_calls_irrelevant(make_minilm):

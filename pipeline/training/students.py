@@ -18,10 +18,10 @@ from pipeline.artifacts import training_curve_file
 from pipeline.errors import ArtifactError, ConfigError
 from pipeline.io import atomic_dir, write_parquet
 from pipeline.models import load_student, resolve_device
-from pipeline.objectives import OBJECTIVES, get_objective, objective_class
-from pipeline.objectives.base import Objective, Task
 from pipeline.params import PARAMS_FILE, Params
-from pipeline.training import MODULES_FILE, Example, train_student, write_training_curve
+from pipeline.training.objectives import OBJECTIVES, get_objective, objective_class
+from pipeline.training.objectives.base import Objective, Task
+from pipeline.training.training import MODULES_FILE, Example, train_student, write_training_curve
 
 
 def objective_from_params(params: Params, name: str) -> Objective:

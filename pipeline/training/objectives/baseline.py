@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.objectives.base import Objective
+from pipeline.training.objectives.base import Objective
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ from transformers import PreTrainedModel
 from pipeline.attribution.attribution import gradient_x_input, integrated_gradients, pad_baseline
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
-from pipeline.objectives.base import Ablation, Batch, Objective
-from pipeline.objectives.selection import lowest, replace
+from pipeline.training.objectives.base import Ablation, Batch, Objective
+from pipeline.training.objectives.selection import lowest, replace
 
 _WEIGHTS = {"input_grad": "alpha", "vat": "beta", "cons": "gamma", "att": "delta"}  # logged term -> its weight
 

@@ -4,7 +4,7 @@ One loop for CPU and CUDA: AdamW, linear warm-up then linear decay, gradient cli
 gradient, or the cross-entropy's and the other terms' each on their own: ``_step_gradients``, which
 also measures both norms), bfloat16 autocast on CUDA only. ``seed`` fixes the shuffling (a private
 ``torch.Generator``) and every dropout mask (``set_seed``); the classifier head is seeded where it
-is drawn (``pipeline.models.load_student``). The objective (``pipeline.objectives``) says what the
+is drawn (``pipeline.models.load_student``). The objective (``pipeline.training.objectives``) says what the
 batches carry, which extra modules train beside the classifier and which phases each step runs.
 """
 
@@ -26,8 +26,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 from pipeline.attribution.attribution import encode_words
 from pipeline.errors import DataError
 from pipeline.io import atomic_write
-from pipeline.objectives.base import Batch, Objective, Task
 from pipeline.progress import progress
+from pipeline.training.objectives.base import Batch, Objective, Task
 
 MODULES_FILE = "modules.pt"  # the extra modules' state dicts, beside a checkpoint that has any
 _LOG_SCHEMA = {
@@ -91,7 +91,7 @@ def train_student(
         tokenizer: its fast tokenizer.
         train: N examples; ``prior`` is used when ``objective.needs_prior``, ``columns`` must hold
             every column in ``objective.columns``.
-        objective: the objective (``pipeline.objectives.get_objective``).
+        objective: the objective (``pipeline.training.objectives.get_objective``).
         task: the label count and extra columns' values the objective's modules are sized by.
         epochs: passes over ``train``, each in a fresh seeded order.
         lr: peak learning rate.

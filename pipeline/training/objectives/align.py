@@ -44,8 +44,8 @@ from pipeline.attribution.attribution import pad_baseline
 from pipeline.attribution.gradcam import hidden_and_pooled, sequence_head, text_grad_cam
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
-from pipeline.objectives.base import Ablation, Batch, ExtraModule, Objective, Phase, Task
-from pipeline.objectives.selection import above_quantile
+from pipeline.training.objectives.base import Ablation, Batch, ExtraModule, Objective, Phase, Task
+from pipeline.training.objectives.selection import above_quantile
 
 
 class Masker(nn.Module):

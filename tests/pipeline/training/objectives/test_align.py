@@ -7,8 +7,8 @@ from torch import nn
 
 from pipeline.attribution.attribution import encode_words, pad_baseline
 from pipeline.errors import ConfigError
-from pipeline.objectives import get_objective, objective_class
-from pipeline.objectives.align import (
+from pipeline.training.objectives import get_objective, objective_class
+from pipeline.training.objectives.align import (
     Align,
     contrast,
     masked_embeddings,
@@ -18,9 +18,9 @@ from pipeline.objectives.align import (
     total_variation,
     word_embeddings,
 )
-from pipeline.objectives.base import Phase
-from pipeline.training import set_seed
-from tests.pipeline.objectives.conftest import TASK as PRODUCTS
+from pipeline.training.objectives.base import Phase
+from pipeline.training.training import set_seed
+from tests.pipeline.training.objectives.conftest import TASK as PRODUCTS
 
 TASK = PRODUCTS
 SENTENCES = [["the", "food", "was", "great"], ["terrible", "battery", "life"]]

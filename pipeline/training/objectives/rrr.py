@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from pipeline.attribution.attribution import word_gradient_norms
 from pipeline.models import eval_mode
-from pipeline.objectives.base import Ablation, Objective
 from pipeline.priors.fusion import normalise
+from pipeline.training.objectives.base import Ablation, Objective
 
 
 @dataclass(frozen=True)

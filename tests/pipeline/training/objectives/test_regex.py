@@ -6,11 +6,11 @@ import torch
 
 from pipeline.attribution.attribution import encode_words
 from pipeline.errors import ConfigError
-from pipeline.objectives import get_objective
-from pipeline.objectives.base import Batch
-from pipeline.objectives.regex import Regex, attention_attribution_kl, virtual_adversarial_perturbation
-from pipeline.objectives.selection import lowest, replace
-from pipeline.training import Example
+from pipeline.training.objectives import get_objective
+from pipeline.training.objectives.base import Batch
+from pipeline.training.objectives.regex import Regex, attention_attribution_kl, virtual_adversarial_perturbation
+from pipeline.training.objectives.selection import lowest, replace
+from pipeline.training.training import Example
 
 ALL = ("input_grad", "vat", "cons", "att")
 

@@ -3,10 +3,10 @@ import torch
 
 from pipeline.attribution.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words
 from pipeline.errors import ConfigError
-from pipeline.objectives import get_objective, objective_class
-from pipeline.objectives.base import Batch
-from pipeline.objectives.baseline import Baseline
-from pipeline.objectives.guided import Guided
+from pipeline.training.objectives import get_objective, objective_class
+from pipeline.training.objectives.base import Batch
+from pipeline.training.objectives.baseline import Baseline
+from pipeline.training.objectives.guided import Guided
 
 
 def test_the_registry_builds_objectives_with_their_settings():

@@ -2,7 +2,7 @@
 
 Prior-free objectives (``baseline``; the siblings) train once per (setting, seed); prior-guided
 ones (``needs_prior``: the CAP family's ``guided``, ``rrr``) once per prior as well. An objective is one
-module under ``pipeline/objectives/`` (a subclass of ``base.Objective``) plus its line here; the
+module under ``pipeline/training/objectives/`` (a subclass of ``base.Objective``) plus its line here; the
 training loop, the stages, the report and the flow read everything else from it and from params.
 The order of the lines is the order of the report's rows; the class attributes name the rows
 (``display``), mark the paper's method (``paper``) and pair each row with its ablation (``ablation``).
@@ -13,14 +13,14 @@ from __future__ import annotations
 from dataclasses import fields
 
 from pipeline.errors import ConfigError
-from pipeline.objectives.agm import Agm, AgmRandom
-from pipeline.objectives.align import Align, AlignFixed
-from pipeline.objectives.base import Objective
-from pipeline.objectives.baseline import Baseline
-from pipeline.objectives.ex2l import Ex2l, Ex2lMultitask
-from pipeline.objectives.guided import Guided
-from pipeline.objectives.regex import Regex, RegexNoExplanation
-from pipeline.objectives.rrr import Rrr
+from pipeline.training.objectives.agm import Agm, AgmRandom
+from pipeline.training.objectives.align import Align, AlignFixed
+from pipeline.training.objectives.base import Objective
+from pipeline.training.objectives.baseline import Baseline
+from pipeline.training.objectives.ex2l import Ex2l, Ex2lMultitask
+from pipeline.training.objectives.guided import Guided
+from pipeline.training.objectives.regex import Regex, RegexNoExplanation
+from pipeline.training.objectives.rrr import Rrr
 
 OBJECTIVES: dict[str, type[Objective]] = {
     "baseline": Baseline,

@@ -8,11 +8,11 @@ import torch
 
 from pipeline.artifacts import oracle_teacher_dir, student_dir, training_curve_file
 from pipeline.errors import DataError
-from pipeline.objectives.base import Task
-from pipeline.objectives.baseline import Baseline
-from pipeline.objectives.guided import Guided
 from pipeline.predict import predict_proba
-from pipeline.training import Example, _step_gradients, train_student, write_training_curve
+from pipeline.training.objectives.base import Task
+from pipeline.training.objectives.baseline import Baseline
+from pipeline.training.objectives.guided import Guided
+from pipeline.training.training import Example, _step_gradients, train_student, write_training_curve
 
 N_LABELS = 4
 
@@ -161,7 +161,7 @@ def test_the_training_curve_is_the_logs_loss_ce_and_align_by_step_under_reports_
 def test_an_extra_module_that_no_phase_updates_is_refused(student, examples):
     from dataclasses import dataclass
 
-    from pipeline.objectives.base import ExtraModule
+    from pipeline.training.objectives.base import ExtraModule
 
     @dataclass(frozen=True)
     class Forgetful(Baseline):

@@ -1,8 +1,8 @@
 import polars as pl
 import pytest
 
-from pipeline.objectives.base import Task
-from pipeline.training import Example, train_student
+from pipeline.training.objectives.base import Task
+from pipeline.training.training import Example, train_student
 
 SENTIMENT = ("negative", "positive")
 CATEGORIES = ("books", "dvd", "electronics", "kitchen")

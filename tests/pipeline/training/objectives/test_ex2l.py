@@ -7,11 +7,11 @@ from pipeline.attribution.attribution import encode_words
 from pipeline.attribution.gradcam import empty_maps, grad_cam_map, hidden_and_pooled, text_grad_cam
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
-from pipeline.objectives import get_objective, objective_class
-from pipeline.objectives.base import Batch, Task
-from pipeline.objectives.ex2l import Ex2l, dice
-from pipeline.training import Example, set_seed
-from tests.pipeline.objectives.conftest import TASK as PRODUCTS
+from pipeline.training.objectives import get_objective, objective_class
+from pipeline.training.objectives.base import Batch, Task
+from pipeline.training.objectives.ex2l import Ex2l, dice
+from pipeline.training.training import Example, set_seed
+from tests.pipeline.training.objectives.conftest import TASK as PRODUCTS
 
 SENTENCES = [["the", "food", "was", "great"], ["terrible", "battery", "life"]]
 TASK = Task(num_labels=3, column_values={"category": ("books", "dvd")})

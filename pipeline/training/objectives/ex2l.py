@@ -37,7 +37,7 @@ from transformers import PreTrainedModel
 from pipeline.attribution.gradcam import empty_maps, grad_cam_map, grad_cam_scores, hidden_and_pooled, sequence_head
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
-from pipeline.objectives.base import Ablation, Batch, ExtraModule, Objective, Phase, Task
+from pipeline.training.objectives.base import Ablation, Batch, ExtraModule, Objective, Phase, Task
 
 
 def dice(first: Tensor, second: Tensor, *, mask: Tensor) -> Tensor:

@@ -31,8 +31,8 @@ from transformers import PreTrainedModel
 from pipeline.attribution.attribution import gradient_x_input
 from pipeline.errors import ConfigError
 from pipeline.models import eval_mode
-from pipeline.objectives.base import Ablation, Batch, Objective
-from pipeline.objectives.selection import above_quantile, random_like, replace
+from pipeline.training.objectives.base import Ablation, Batch, Objective
+from pipeline.training.objectives.selection import above_quantile, random_like, replace
 
 
 @dataclass(frozen=True)

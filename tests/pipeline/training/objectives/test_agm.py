@@ -5,12 +5,12 @@ import torch
 
 from pipeline.attribution.attribution import encode_words, gradient_x_input
 from pipeline.errors import ConfigError
-from pipeline.objectives import get_objective
-from pipeline.objectives.agm import Agm, AgmRandom, nt_xent
-from pipeline.objectives.base import Batch
-from pipeline.objectives.baseline import Baseline
-from pipeline.objectives.selection import above_quantile, random_like
-from pipeline.training import Example
+from pipeline.training.objectives import get_objective
+from pipeline.training.objectives.agm import Agm, AgmRandom, nt_xent
+from pipeline.training.objectives.base import Batch
+from pipeline.training.objectives.baseline import Baseline
+from pipeline.training.objectives.selection import above_quantile, random_like
+from pipeline.training.training import Example
 
 # [CLS] w0 .. w7 [SEP] [PAD]: special and padding tokens carry the largest scores
 SCORES = torch.tensor([[1000.0, 1.0, 5.0, 3.0, 2.0, -8.0, 7.0, 6.0, 4.0, 999.0, 5000.0]])

@@ -1,6 +1,6 @@
 """What every training objective declares and receives: batches, phases, extra modules, the task.
 
-A trained student is (objective, prior or none, seed). The training loop (``pipeline.training``)
+A trained student is (objective, prior or none, seed). The training loop (``pipeline.training.training``)
 knows nothing about any objective: it builds the batches with the columns the objective asks for,
 creates and optimises the extra modules it declares, and runs its phases in order for every batch.
 Baseline and the guided CAP family are one phase that updates the classifier; eX2L adds a head,
@@ -119,7 +119,7 @@ class Objective:
     (params.yaml ``student.settings.<name>``), checked in ``__post_init__``.
 
     The report reads the class attributes: its rows come in the registry's order
-    (``pipeline.objectives.OBJECTIVES``), each objective's prior rows in the priors' order.
+    (``pipeline.training.objectives.OBJECTIVES``), each objective's prior rows in the priors' order.
 
     Attributes:
         display: the name in reports.
