@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.attribution.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words  # noqa: E402
 from pipeline.data.decoy import decoy_mass, decoy_positions, decoy_truth_prior, insert_decoys, strip_decoys  # noqa: E402
+from pipeline.evaluation.predict import predict_proba  # noqa: E402
 from pipeline.models import load_student  # noqa: E402
 from pipeline.params import DECOY_COLUMN  # noqa: E402
-from pipeline.predict import predict_proba  # noqa: E402
 from pipeline.priors.controls import random_prior  # noqa: E402
 from pipeline.training.objectives import get_objective  # noqa: E402
 from pipeline.training.objectives.base import Task  # noqa: E402

@@ -32,9 +32,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the checkout
 
 from pipeline.attribution.attribution import encode_words  # noqa: E402
+from pipeline.evaluation.predict import predict_proba  # noqa: E402
 from pipeline.models import eval_mode, load_student  # noqa: E402
 from pipeline.params import MIRROR_ENV  # noqa: E402
-from pipeline.predict import predict_proba  # noqa: E402
 from pipeline.training.objectives import get_objective  # noqa: E402
 from pipeline.training.objectives.base import Batch, Objective, Task  # noqa: E402
 from pipeline.training.objectives.regex import Regex, input_gradient_penalty, kl_divergence  # noqa: E402

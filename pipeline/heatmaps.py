@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.patches import FancyBboxPatch
 
-from pipeline.evaluation import self_rationale
+from pipeline.evaluation.evaluation import self_rationale
 from pipeline.io import atomic_write
 from pipeline.llm.base import Scorer
 from pipeline.llm.cache import ScoreCache

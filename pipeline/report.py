@@ -52,7 +52,8 @@ PAPER = {
     ("k5", "clinc150"): {BASELINE: (87.99, 71.70), PAPER_ROW: (89.69, 74.70)},
     ("full", "banking77"): {BASELINE: (92.63, 70.29), PAPER_ROW: (93.51, 84.97)},
 }
-# the decoy benchmark's columns (pipeline.evaluation): accuracies and flip rate in %, decoy mass a share, cosine in [-1, 1]
+# the decoy benchmark's columns (pipeline.evaluation.evaluation): accuracies and flip rate in %, decoy mass a share,
+# cosine in [-1, 1]
 DECOY_KEYS = ("decoy_matched_accuracy", "decoy_randomised_accuracy", "decoy_flip_rate", "decoy_mass")
 PRIOR_KEYS = ("prior_cosine", "prior_spearman")  # a prior student's accurate IG against its prior
 PRIOR_DECOY_MASS = "decoy_mass:"  # collect_diagnostics' column prefix of a prior's share on the decoy

@@ -70,7 +70,7 @@ def hwu64_keywords(shared_data):
     import numpy as np
     import polars as pl
 
-    from pipeline.adversarial import class_keywords
+    from pipeline.evaluation.adversarial import class_keywords
 
     folder = shared_data / "hwu64"
     train = pl.read_parquet(folder / "train.parquet").filter(pl.col("label").is_in(HWU64_ALARM_AUDIO))

@@ -100,7 +100,7 @@ def test_the_default_guided_loss_with_decoy_truth_stops_the_student_following_a_
     from pipeline.training.objectives import get_objective
     from pipeline.training.objectives.base import Task
     from pipeline.params import load_params
-    from pipeline.predict import predict_proba
+    from pipeline.evaluation.predict import predict_proba
     from pipeline.training.training import Example, train_student
     from tests.conftest import REPO
 

@@ -8,7 +8,7 @@ import torch
 
 from pipeline.artifacts import oracle_teacher_dir, student_dir, training_curve_file
 from pipeline.errors import DataError
-from pipeline.predict import predict_proba
+from pipeline.evaluation.predict import predict_proba
 from pipeline.training.objectives.base import Task
 from pipeline.training.objectives.baseline import Baseline
 from pipeline.training.objectives.guided import Guided

@@ -1,19 +1,19 @@
 """The adversarial test sets of a setting: keyword addition and keyword replacement.
 
 Class keywords come from the setting's CAP priors. ``adversarial.generator: rules`` edits the
-sentences deterministically (``adversarial.seed``; ``pipeline.adversarial``); ``llm`` has the
+sentences deterministically (``adversarial.seed``; ``pipeline.evaluation.adversarial``); ``llm`` has the
 scoring LLM rewrite them and keeps the rule-based text where a rewrite fails the check
-(``pipeline.adversarial_llm``). Each row records the generator that made it (``generator``).
+(``pipeline.evaluation.adversarial_llm``). Each row records the generator that made it (``generator``).
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from pipeline.adversarial import class_keywords, class_overlap, make_adversarial, target_classes
-from pipeline.adversarial_llm import llm_rewrite
 from pipeline.artifacts import ATTACKS
 from pipeline.data.perturb import sentence_rng
+from pipeline.evaluation.adversarial import class_keywords, class_overlap, make_adversarial, target_classes
+from pipeline.evaluation.adversarial_llm import llm_rewrite
 from pipeline.llm.base import Scorer
 from pipeline.llm.cache import GenerationCache
 from pipeline.params import AdversarialParams

@@ -34,10 +34,10 @@ from pipeline.attribution.attribution import gradient_x_input_words
 from pipeline.data.decoy import decoy_mass, decoy_positions
 from pipeline.data.groups import group_accuracy
 from pipeline.data.perturb import sentence_rng
-from pipeline.eraser import faithfulness
 from pipeline.errors import ArtifactError, ConfigError
+from pipeline.evaluation.eraser import faithfulness
+from pipeline.evaluation.predict import predict_proba
 from pipeline.params import EvaluationParams
-from pipeline.predict import predict_proba
 from pipeline.priors.ig import ig_prior
 
 
@@ -126,7 +126,7 @@ def prior_alignment(model, tokenizer, *, sentences: pl.DataFrame, prior: pl.Data
 
     Per sentence: the student's |IG| (``evaluation.decoy_ig_steps`` steps, toward the gold label) against
     the prior's scores, by cosine (left out where either is all zero) and Spearman rho (left out where
-    either is constant or the sentence has one word, as ``pipeline.diagnostics.prior_agreement``); then
+    either is constant or the sentence has one word, as ``pipeline.evaluation.diagnostics.prior_agreement``); then
     the mean over sentences.
 
     Args:

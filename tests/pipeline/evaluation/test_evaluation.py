@@ -5,9 +5,9 @@ import torch
 
 from pipeline.attribution.attribution import encode_words, gradient_x_input_words
 from pipeline.errors import ConfigError
-from pipeline.evaluation import adversarial_accuracy, evaluate_student, self_rationale
+from pipeline.evaluation.evaluation import adversarial_accuracy, evaluate_student, self_rationale
+from pipeline.evaluation.predict import predict_proba
 from pipeline.params import EvaluationParams
-from pipeline.predict import predict_proba
 
 PARAMS = EvaluationParams(ig_steps=4, batch_size=4, fractions=[0.2, 0.5])
 TEXTS = ["where is my new card", "what rate do you use for euros", "my top up failed again", "card not here yet"]
@@ -128,7 +128,7 @@ def test_a_decoy_benchmark_adds_its_keys_and_a_shortcut_student_follows_the_deco
 
 def test_prior_alignment_is_one_against_the_students_own_attribution(decoy_student):
     from pipeline.artifacts import priors_frame
-    from pipeline.evaluation import accurate_ig, prior_alignment
+    from pipeline.evaluation.evaluation import accurate_ig, prior_alignment
 
     model, tokenizer, decoyed, _, _ = decoy_student
     params = PARAMS.model_copy(update={"decoy_ig_steps": 8})

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 import torch
 
-from pipeline.eraser import FRACTIONS, erase, faithfulness, rationale_size
+from pipeline.evaluation.eraser import FRACTIONS, erase, faithfulness, rationale_size
 
 # A bag-of-words logistic "model" with hand-set weights: p(class 1 | text) = sigmoid(sum of word
 # weights), p(class 0) = 1 - p(class 1). Unknown words weigh 0; the empty text sums to 0.

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.diagnostics import prior_agreement, prior_decoy_mass, setting_diagnostics, zero_shot_accuracy
+from pipeline.evaluation.diagnostics import prior_agreement, prior_decoy_mass, setting_diagnostics, zero_shot_accuracy
 from pipeline.llm.base import Query, Scorer
 from pipeline.llm.cache import ScoreCache
 from pipeline.prompts import PromptTemplate, render_label

@@ -2,10 +2,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.adversarial import class_keywords, class_overlap, make_adversarial, target_classes
 from pipeline.artifacts import priors_frame
-from pipeline.attacks import adversarial_sets, generation_record
 from pipeline.data.perturb import sentence_rng
+from pipeline.evaluation.adversarial import class_keywords, class_overlap, make_adversarial, target_classes
+from pipeline.evaluation.attacks import adversarial_sets, generation_record
 from pipeline.params import AdversarialParams
 from tests.conftest import HWU64_ALARM_AUDIO
 

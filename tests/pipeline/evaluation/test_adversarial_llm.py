@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.adversarial import class_overlap, keyword_form, make_adversarial, target_classes
-from pipeline.adversarial_llm import accept_rewrite, clean_generation, llm_rewrite
+from pipeline.evaluation.adversarial import class_overlap, keyword_form, make_adversarial, target_classes
+from pipeline.evaluation.adversarial_llm import accept_rewrite, clean_generation, llm_rewrite
 from pipeline.llm.cache import GenerationCache
 from pipeline.prompts import ADD_TEMPLATE, REPLACE_TEMPLATE
 

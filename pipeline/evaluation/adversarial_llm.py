@@ -1,6 +1,6 @@
 """LLM adversarial generator: the teacher LLM rewrites each attacked sentence around the adversarial keywords.
 
-The rule-based sets of :mod:`pipeline.adversarial` come first (same rows, ids and target classes);
+The rule-based sets of :mod:`pipeline.evaluation.adversarial` come first (same rows, ids and target classes);
 the LLM then rewrites every row from a prompt (:class:`pipeline.prompts.RewriteTemplate`) that names
 the adversarial class's keywords and, for replacement, the sentence's own class keywords. Decoding
 is greedy, so a rerun with the same model gives the same text.
@@ -18,7 +18,7 @@ from typing import Literal
 
 import polars as pl
 
-from pipeline.adversarial import STOPWORDS, keyword_form
+from pipeline.evaluation.adversarial import STOPWORDS, keyword_form
 from pipeline.llm.base import Scorer
 from pipeline.llm.cache import GenerationCache
 from pipeline.prompts import RewriteTemplate
@@ -81,10 +81,10 @@ def llm_rewrite(
     """Rewrite every row of a rule-based attack set with the LLM, keeping the rewrites that pass the check.
 
     Args:
-        attacked: a frame of :func:`pipeline.adversarial.make_adversarial` (id, text, label, source_id, target_class).
+        attacked: a frame of :func:`pipeline.evaluation.adversarial.make_adversarial` (id, text, label, source_id, target_class).
         attack: "add" or "replace": which attack ``attacked`` holds (it selects what the check demands).
         test: the test split (id, text): the sentences the LLM rewrites.
-        keywords: class -> keywords, best first (:func:`pipeline.adversarial.class_keywords`).
+        keywords: class -> keywords, best first (:func:`pipeline.evaluation.adversarial.class_keywords`).
         llm: the teacher LLM's backend.
         cache: where generations are kept across runs (a rerun or a restart generates only new prompts).
         template: the rewriting prompt for this attack.

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.adversarial import (
+from pipeline.evaluation.adversarial import (
     STOPWORDS,
     class_keywords,
     class_overlap,
