@@ -161,7 +161,7 @@ SUMMARY_COLUMNS = ("validation_accuracy", "test_accuracy", "matched_accuracy", "
 
 def summary(files: list[Path]) -> str:
     """The Markdown table of the rows in ``files``: per form, n seeds, means, and randomised accuracy - baseline's."""
-    from pipeline.report import _paired_cell
+    from pipeline.reporting.report import _paired_cell
 
     rows = pl.concat([pl.read_csv(f).select("form", "seed", *SUMMARY_COLUMNS) for f in files], how="vertical_relaxed")
     rows = rows.unique(["form", "seed"], keep="first", maintain_order=True)

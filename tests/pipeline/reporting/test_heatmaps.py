@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.heatmaps import render_heatmaps, shown_sentences
+from pipeline.reporting.heatmaps import render_heatmaps, shown_sentences
 
 SOURCES = ("CAP", "LIME", "IG", "CAP Hybrid", "student")
 

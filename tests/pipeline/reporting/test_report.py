@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.artifacts import ADVERSARIAL_METRICS
 from pipeline.errors import ArtifactError
-from pipeline.report import (
+from pipeline.reporting.report import (
     ADVERSARIAL_KEYS,
     METRIC_KEYS,
     PAPER_ROW,
@@ -362,7 +362,7 @@ def _decoy_metrics(root: Path) -> None:
 
 
 def test_positive_controls_show_each_row_beside_the_ceiling_with_paired_differences(tmp_path: Path):
-    from pipeline.report import positive_controls, prior_alignment
+    from pipeline.reporting.report import positive_controls, prior_alignment
 
     root = tmp_path / "metrics"
     _decoy_metrics(root)
@@ -456,7 +456,7 @@ def test_the_grid_rows_come_in_the_registry_order_with_the_registry_names(tmp_pa
     reordered = {"baseline": OBJECTIVES["baseline"], "agm": OBJECTIVES["agm"], "agm-random": OBJECTIVES["agm-random"],
                  "rrr": Rrr, "guided": Guided}
     monkeypatch.setattr("pipeline.training.objectives.OBJECTIVES", reordered)
-    monkeypatch.setattr("pipeline.report.OBJECTIVES", reordered)
+    monkeypatch.setattr("pipeline.reporting.report.OBJECTIVES", reordered)
     assert _first_cells(results_table(frame), "### Setting `k5`") == [
         "Baseline", "AGM", "AGM-random", "CAP", "Guided (CAP)", "Guided (Random (control))"]
     paired = paired_tests(frame)
