@@ -3,7 +3,7 @@
 A random roberta-base-shaped classifier (``RobertaConfig()``) in float32, eager attention; both
 integrate the target logit's gradient over the word embeddings from the pad baseline with the
 Riemann midpoint rule (captum's ``LayerIntegratedGradients`` on the embedding layer, as the CPU
-test in tests/pipeline/test_attribution.py), so they must agree to float32 round-off.
+test in tests/pipeline/attribution/test_attribution.py), so they must agree to float32 round-off.
 """
 
 import pytest
