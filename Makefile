@@ -49,7 +49,7 @@ test: install
 
 # vLLM on CPU (.venv-vllm) against the transformers backend; not part of `make test` (docs/gpu-and-clusters.md: Testing against real vLLM)
 test-vllm: $(VLLM_VENV)/.installed
-	$(VLLM_VENV)/bin/python -m pytest -m vllm tests/pipeline/scoring/test_vllm_*.py  # .venv-vllm lacks the training stack
+	$(VLLM_VENV)/bin/python -m pytest -m vllm tests/pipeline/llm/test_vllm_*.py  # .venv-vllm lacks the training stack
 
 # The CUDA path on random-initialised models of the paper's shapes (tests/gpu; skipped without a GPU).
 # No `install` prerequisite: on a GPU server .venv holds the CUDA torch of the vllm extra (docs/gpu-and-clusters.md: On a GPU server).

@@ -1,6 +1,6 @@
 """The decoy positive control as one script: which guided-loss forms make a student drop a planted shortcut.
 
-Decoy SST-2 (``pipeline.decoy``): a class-indicating nonce word at a random position in every training
+Decoy SST-2 (``pipeline.data.decoy``): a class-indicating nonce word at a random position in every training
 and validation sentence; the test is clean, matched, randomised and swapped. Every form below trains
 from the same draw with the same seeds; a form "passes" when its randomised-test accuracy beats the
 cross-entropy baseline's (paired by seed), never by the attribution it trains on. Validation carries
@@ -30,15 +30,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words  # noqa: E402
-from pipeline.decoy import decoy_mass, decoy_positions, decoy_truth_prior, insert_decoys, strip_decoys  # noqa: E402
+from pipeline.attribution.attribution import encode_words, integrated_gradients, pad_baseline, tokens_to_words  # noqa: E402
+from pipeline.data.decoy import decoy_mass, decoy_positions, decoy_truth_prior, insert_decoys, strip_decoys  # noqa: E402
+from pipeline.evaluation.predict import predict_proba  # noqa: E402
 from pipeline.models import load_student  # noqa: E402
-from pipeline.objectives import get_objective  # noqa: E402
-from pipeline.objectives.base import Task  # noqa: E402
 from pipeline.params import DECOY_COLUMN  # noqa: E402
-from pipeline.predict import predict_proba  # noqa: E402
 from pipeline.priors.controls import random_prior  # noqa: E402
-from pipeline.training import Example, train_student  # noqa: E402
+from pipeline.training.objectives import get_objective  # noqa: E402
+from pipeline.training.objectives.base import Task  # noqa: E402
+from pipeline.training.training import Example, train_student  # noqa: E402
 
 LABELS = ["negative", "positive"]
 DECOYS = {"negative": "zorvik", "positive": "plimbo"}
@@ -163,7 +163,7 @@ SUMMARY_COLUMNS = ("validation_accuracy", "test_accuracy", "matched_accuracy", "
 def ablation_form(form: str, forms: set[str]) -> str | None:
     """The form ``form`` is paired with as its ablation: its objective's registered ablation (``Objective.ablation``)
     with the same settings, i.e. the form named after the ablating objective, or ``<form>-random`` for a prior."""
-    from pipeline.objectives import objective_class
+    from pipeline.training.objectives import objective_class
 
     objective_name, _, prior = FORMS[form]
     ablation = objective_class(objective_name).ablation
@@ -176,7 +176,7 @@ def ablation_form(form: str, forms: set[str]) -> str | None:
 def summary(files: list[Path]) -> str:
     """The Markdown table of the rows in ``files``: per form, n seeds, means, and randomised accuracy paired by seed
     with the baseline's and with its ablation's (``ablation_form``)."""
-    from pipeline.report import _paired_cell
+    from pipeline.reporting.report import _paired_cell
 
     rows = pl.concat([pl.read_csv(f).select("form", "seed", *SUMMARY_COLUMNS) for f in files], how="vertical_relaxed")
     rows = rows.unique(["form", "seed"], keep="first", maintain_order=True)

@@ -3,7 +3,7 @@
 #
 # From the repository root: bash bench/gpu_check.sh   (PYTHON=python3 and OUT=gpu-check unless set)
 #   1. installs, from a local folder wheels/ only (never the network), what the tests need beyond the
-#      machine's packages: polars + polars-runtime-32 (pipeline.objectives, pipeline.training) and
+#      machine's packages: polars + polars-runtime-32 (pipeline.training) and
 #      captum (the IG comparison); docs/gpu-and-clusters.md "On a GPU server" says how to fill wheels/;
 #   2. runs the tests marked cuda (tests/gpu: prefix reuse vs naive on the Llama-3-8B shape, one bf16
 #      step of every objective on roberta-base's shape, IG vs captum), stopping at the first failure;

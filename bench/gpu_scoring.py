@@ -33,8 +33,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from bench.scoring import matmul_flops, timed
-from pipeline.scoring.base import EncodedQuery
-from pipeline.scoring.transformers_backend import TransformersScorer
+from pipeline.llm.base import EncodedQuery
+from pipeline.llm.transformers_backend import TransformersScorer
 
 IDS_FILE = Path(__file__).with_name("banking77_cap_ids.npz")
 IDS_TOKENIZER, IDS_QUERIES = "smollm2-135m-instruct", 4096
@@ -70,8 +70,8 @@ def encoded_workload(tokenizer_name: str, *, n_queries: int) -> tuple[list[int],
         (prefix ids, [(suffix ids, target ids), ...]).
     """
     from bench.scoring import workload
+    from pipeline.llm.base import encode_queries
     from pipeline.models import load_tokenizer
-    from pipeline.scoring.base import encode_queries
 
     tokenizer = load_tokenizer(tokenizer_name)
     prefix, queries = workload(tokenizer, n_sentences=min(10_003, math.ceil(n_queries / 20)))

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pipeline.perturb import cap_masks
+from pipeline.data.perturb import cap_masks
 from pipeline.priors.cap import cap_prior
 
 N_SENTENCES, N_MASKS, RIDGE_LAMBDA = 10_000, 64, 1.0

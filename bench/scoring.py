@@ -70,7 +70,7 @@ def workload(tokenizer, *, n_sentences: int = N_SENTENCES) -> tuple[str, list[tu
     # here, not at the top: bench/gpu_scoring.py borrows this module's timers on GPU machines without polars
     import polars as pl
 
-    from pipeline.perturb import cap_masks, masked_sentence
+    from pipeline.data.perturb import cap_masks, masked_sentence
     from pipeline.prompts import CAP_TEMPLATE, build_query, split_prompt
 
     labels = (DATA / "labels.txt").read_text().split()
@@ -92,8 +92,8 @@ def spread(n_total: int, n: int) -> np.ndarray:
 
 def vllm_worker(*, n_queries: int, rounds: int, out: Path) -> None:
     """In .venv-vllm: time both vllm modes on the spread subset; write {mode: {qps, scores}} as JSON to ``out``."""
+    from pipeline.llm.vllm_backend import VllmScorer
     from pipeline.params import VllmParams
-    from pipeline.scoring.vllm_backend import VllmScorer
 
     scorer = VllmScorer(model=MODEL, batch_size=256, engine=VllmParams(dtype="float32"))
     prefix, queries = workload(scorer.tokenizer)
@@ -138,7 +138,7 @@ def main() -> None:
         vllm_worker(n_queries=args.vllm_queries, rounds=args.rounds, out=args.vllm_worker)
         return
 
-    from pipeline.scoring.transformers_backend import TransformersScorer
+    from pipeline.llm.transformers_backend import TransformersScorer
 
     scorer = TransformersScorer(model=MODEL, batch_size=args.batch_size)
     prefix, queries = workload(scorer.tokenizer)

@@ -31,14 +31,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the checkout
 
-from pipeline.attribution import encode_words  # noqa: E402
+from pipeline.attribution.attribution import encode_words  # noqa: E402
+from pipeline.evaluation.predict import predict_proba  # noqa: E402
 from pipeline.models import eval_mode, load_student  # noqa: E402
-from pipeline.objectives import get_objective  # noqa: E402
-from pipeline.objectives.base import Batch, Objective, Task  # noqa: E402
-from pipeline.objectives.regex import Regex, input_gradient_penalty, kl_divergence  # noqa: E402
 from pipeline.params import MIRROR_ENV  # noqa: E402
-from pipeline.predict import predict_proba  # noqa: E402
-from pipeline.training import Example, train_student  # noqa: E402
+from pipeline.training.objectives import get_objective  # noqa: E402
+from pipeline.training.objectives.base import Batch, Objective, Task  # noqa: E402
+from pipeline.training.objectives.regex import Regex, input_gradient_penalty, kl_divergence  # noqa: E402
+from pipeline.training.training import Example, train_student  # noqa: E402
 
 DATA = Path(os.environ.get(MIRROR_ENV, Path(__file__).resolve().parents[2] / "shared" / "data"))
 SENTIMENT = ("negative", "positive")
@@ -235,9 +235,9 @@ def ex2l_maps(args: argparse.Namespace) -> None:
     real batch: 64 products test reviews, 8 per label x category, at each layer; then, with ``--train``,
     the same after training eX2L with the given settings on the ex2l profile's skewed pool (54 / 6 per
     category, batch 16, 2 epochs, lr 3e-4), with its per-step Dice and empty-map share and its test accuracy."""
-    from pipeline.gradcam import empty_maps, hidden_and_pooled, sequence_head, text_grad_cam
-    from pipeline.objectives.ex2l import Ex2l
-    from pipeline.training import set_seed
+    from pipeline.attribution.gradcam import empty_maps, hidden_and_pooled, sequence_head, text_grad_cam
+    from pipeline.training.objectives.ex2l import Ex2l
+    from pipeline.training.training import set_seed
 
     model, tokenizer = load_student("all-minilm-l6-v2", num_labels=2, seed=0)
     task = Task(num_labels=2, column_values={"category": CATEGORIES})
@@ -313,8 +313,8 @@ class OldMasker(torch.nn.Module):
 def old_align():
     """ALIGN before the fix: the old masker, L_M = contrast + lambda1 mean_R M + lambda2 TV from the end of the
     warm-up (the masker idle before), Grad-CAM on the last layer."""
-    from pipeline.objectives.align import Align, contrast, sparsity, total_variation, word_embeddings
-    from pipeline.objectives.base import ExtraModule, Phase
+    from pipeline.training.objectives.align import Align, contrast, sparsity, total_variation, word_embeddings
+    from pipeline.training.objectives.base import ExtraModule, Phase
 
     @dataclasses.dataclass(frozen=True)
     class OldAlign(Align):
@@ -345,7 +345,7 @@ def old_align():
 
 def mask_contrast(model, *, embeds, baseline, mask, batch) -> float:
     """mean_b f_y(x ⊙ M) - f_y(x ⊙ (1 - M)), the classifier in eval mode."""
-    from pipeline.objectives.align import masked_embeddings
+    from pipeline.training.objectives.align import masked_embeddings
 
     with eval_mode(model):
         probs = [model(inputs_embeds=masked_embeddings(embeds=embeds, baseline=baseline, mask=m),
@@ -359,7 +359,7 @@ def align_mask(args: argparse.Namespace) -> None:
     warm-up, lr 3e-4, max_length 40) before (``old``) and after the fix (``align[:settings]``); print the logged mask
     mean and spread per step, then on 64 held-out validation sentences: the mask's mean, its per-sentence spread,
     the contrast f_y(x ⊙ M) - f_y(x ⊙ (1 - M)) against the same mask shuffled within each sentence, and accuracy."""
-    from pipeline.objectives.align import sparsity, spread, word_embeddings
+    from pipeline.training.objectives.align import sparsity, spread, word_embeddings
 
     model, tokenizer = load_student("all-minilm-l6-v2", num_labels=2, seed=0)
     initial = {k: v.clone() for k, v in model.state_dict().items()}

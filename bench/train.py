@@ -21,10 +21,10 @@ import polars as pl
 import torch
 
 from pipeline.models import load_student
-from pipeline.objectives import OBJECTIVES, get_objective
-from pipeline.objectives.base import Objective, Task
 from pipeline.params import MIRROR_ENV
-from pipeline.training import Example, train_student
+from pipeline.training.objectives import OBJECTIVES, get_objective
+from pipeline.training.objectives.base import Objective, Task
+from pipeline.training.training import Example, train_student
 
 BATCH, STEPS, ROUNDS = 16, 3, 3
 DATA = Path(os.environ.get(MIRROR_ENV, "../shared/data")) / "banking77" / "train.parquet"

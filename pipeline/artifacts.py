@@ -84,7 +84,7 @@ def dataset_split_file(dataset: str, split: str) -> Path:
 
 
 def decoy_test_split(variant: str) -> str:
-    """The split name of a decoy benchmark's test copy (``pipeline.decoy.TEST_VARIANTS``): test_matched, ..."""
+    """The split name of a decoy benchmark's test copy (``pipeline.data.decoy.TEST_VARIANTS``): test_matched, ..."""
     return f"test_{variant}"
 
 
@@ -109,12 +109,12 @@ def scores_stats_file(dataset: str, setting: str) -> Path:
 
 
 def prior_file(dataset: str, setting: str, source: str) -> Path:
-    """One prior source's scores of a setting's training sentences (``pipeline.priors.sources``)."""
+    """One prior source's scores of a setting's training sentences (``pipeline.prior_sources``)."""
     return PRIORS / dataset / setting / f"{source}.parquet"
 
 
 def fused_file(dataset: str, setting: str, combination: str) -> Path:
-    """One prior combination of a setting (``pipeline.priors.fusion.COMBINATIONS``)."""
+    """One prior combination of a setting (``pipeline.prior_sources.COMBINATIONS``)."""
     return FUSED / dataset / setting / f"{combination}.parquet"
 
 

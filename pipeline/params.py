@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.prior_sources import COMBINATIONS
 from pipeline.prompts import ADD_TEMPLATE, REPLACE_TEMPLATE, PromptTemplate, RewriteTemplate
 
 PARAMS_FILE = Path("params.yaml")
@@ -29,7 +30,7 @@ class _Section(BaseModel):
 
 
 class SpuriousParams(_Section):
-    """A spurious-correlation subset (a text Waterbirds, ``pipeline.groups``): each group of ``column`` mostly
+    """A spurious-correlation subset (a text Waterbirds, ``pipeline.data.groups``): each group of ``column`` mostly
     carries one label in training, while the test set is balanced over label x group."""
 
     column: str = Field(description="the group column (one of the dataset's columns, e.g. category)")
@@ -43,7 +44,7 @@ class SpuriousParams(_Section):
 
 
 class DecoyParams(_Section):
-    """The decoy benchmark (``pipeline.decoy``): one planted, label-indicating nonce word per training and
+    """The decoy benchmark (``pipeline.data.decoy``): one planted, label-indicating nonce word per training and
     validation sentence; the test split stays clean, with matched, randomised and swapped copies beside it."""
 
     words: dict[str, str] = Field(min_length=2, description="label -> its decoy word (a nonce word, absent from the data)")
@@ -89,7 +90,7 @@ class DatasetParams(_Section):
         "drawn from that subset (by label x group), never the source's"
     )
     decoy: DecoyParams | None = Field(
-        None, description="make this dataset a decoy benchmark (a positive control; pipeline/decoy.py)"
+        None, description="make this dataset a decoy benchmark (a positive control; pipeline/data/decoy.py)"
     )
 
     @field_validator("columns")
@@ -240,7 +241,7 @@ class StudentParams(_Section):
     experiment.extra_settings).
 
     A student is (objective, prior or none, seed); objectives are registered in
-    ``pipeline.objectives`` (checked when a student trains: prior-free ones in ``objectives``, ones that
+    ``pipeline.training.objectives`` (checked when a student trains: prior-free ones in ``objectives``, ones that
     take a prior in ``prior_objectives``) and take their settings from ``settings.<objective>``.
     """
 
@@ -268,7 +269,8 @@ class StudentParams(_Section):
     )
     extra_priors: list[str] = Field([], description="more prior combinations, trained on experiment.extra_settings only")
     settings: dict[str, dict[str, Any]] = Field(
-        {}, description="objective -> its settings (its class's fields, pipeline/objectives/); every objective used needs one"
+        {}, description="objective -> its settings (its class's fields, pipeline/training/objectives/); "
+        "every objective used needs one"
     )
 
     @model_validator(mode="after")
@@ -417,8 +419,6 @@ class Params(_Section):
         for setting in self.experiment.settings:
             if setting not in produced:
                 raise ValueError(f"experiment.settings: {setting!r} is not produced by fewshot (has {sorted(produced)})")
-        from pipeline.priors.fusion import COMBINATIONS
-
         for key, names in (("student.priors", self.student.priors), ("student.extra_priors", self.student.extra_priors)):
             unknown = [name for name in names if name not in COMBINATIONS]
             if unknown:

@@ -12,7 +12,7 @@ assistant header, then ``answer_prefix``). Each query fills the sentence in and 
 Leading-space convention: the target is ``" " + render_label(label)``, so the answer reads
 "Intent: lost or stolen card" and, with BPE tokenizers, the label's first word is the usual
 space-prefixed token. Backends tokenise prefix, suffix and target separately (see
-``pipeline.scoring.base``).
+``pipeline.llm.base``).
 """
 
 from __future__ import annotations

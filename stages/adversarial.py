@@ -2,10 +2,10 @@
 
 Class keywords come from the setting's CAP priors. ``adversarial.generator: rules`` edits the
 sentences deterministically (``adversarial.seed``); ``llm`` has the scoring LLM rewrite them and keeps
-the rule-based text where a rewrite fails the check (pipeline/adversarial_llm.py); its generations
+the rule-based text where a rewrite fails the check (pipeline/evaluation/adversarial_llm.py); its generations
 are kept in data/cache/generations, so a rerun or a restart generates only new prompts. Each row
 records the generator that made it (``generator``); generation.json beside the sets records the
-generator, the LLM, its prompts and how many rows each generator made (``pipeline.attacks``).
+generator, the LLM, its prompts and how many rows each generator made (``pipeline.evaluation.attacks``).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from pipeline.artifacts import (
     generation_file,
     prior_file,
 )
-from pipeline.attacks import adversarial_sets, generation_record
+from pipeline.evaluation.attacks import adversarial_sets, generation_record
 from pipeline.io import read_parquet, write_json, write_parquet
+from pipeline.llm.cache import GenerationCache
+from pipeline.llm.factory import scorer_from_params
 from pipeline.params import load_params
-from pipeline.scoring import scorer_from_params
-from pipeline.scoring.cache import GenerationCache
 
 
 def main(dataset: str, setting: str) -> None:

@@ -1,7 +1,7 @@
 """Stage 6c: adversarial accuracy of every student of a setting: metrics/<dataset>/<setting>/adversarial.json (a DVC metric).
 
 One object per student, keyed ``<model name>-seed<S>`` like its folder, with
-``pipeline.evaluation.adversarial_accuracy``'s keys. One stage per setting rather than per student:
+``pipeline.evaluation.evaluation.adversarial_accuracy``'s keys. One stage per setting rather than per student:
 the attacked sets exist only where priors do (the rules take their keywords from the CAP prior),
 and predictions are cheap next to starting a stage.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pipeline.artifacts import ADVERSARIAL_SCHEMA, ATTACKS, adversarial_file, adversarial_metrics_file, students_of
 from pipeline.errors import ArtifactError
-from pipeline.evaluation import adversarial_accuracy
+from pipeline.evaluation.evaluation import adversarial_accuracy
 from pipeline.io import read_parquet, write_json
 from pipeline.models import load_trained_student, resolve_device
 from pipeline.params import load_params

@@ -8,7 +8,7 @@ planted word, 1 elsewhere (``pipeline.priors.controls``).
 from __future__ import annotations
 
 from pipeline.artifacts import DATASET_SCHEMA, fewshot_file, oracle_teacher_dir, prior_file
-from pipeline.decoy import decoy_words
+from pipeline.data.decoy import decoy_words
 from pipeline.io import read_parquet, write_parquet
 from pipeline.params import load_params
 from pipeline.priors.controls import control_priors

@@ -1,13 +1,13 @@
 """Stage 1a: resolve, validate and write one dataset as data/datasets/<name>/{train,validation,test}.parquet.
 
 A decoy benchmark (``data.datasets.<name>.decoy``) gets its decoys planted in train and validation, and
-test_{matched,randomised,swapped}.parquet beside the clean test split (``pipeline.decoy``).
+test_{matched,randomised,swapped}.parquet beside the clean test split (``pipeline.data.decoy``).
 """
 
 from __future__ import annotations
 
 from pipeline.artifacts import dataset_split_file
-from pipeline.datasets import build_dataset
+from pipeline.data.datasets import build_dataset
 from pipeline.io import write_parquet
 from pipeline.params import load_params
 

@@ -2,7 +2,7 @@
 
 The LLM's zero-shot accuracy with the CAP prompt on the test split, chance beside it, and the mean
 per-sentence Spearman correlation between the CAP, LIME, IG and oracle priors of the setting's
-train sentences (``pipeline.diagnostics``); on a decoy benchmark, each prior's share of mass on the decoy.
+train sentences (``pipeline.evaluation.diagnostics``); on a decoy benchmark, each prior's share of mass on the decoy.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from pipeline.artifacts import (
     label_names,
     prior_file,
 )
-from pipeline.decoy import decoy_words
-from pipeline.diagnostics import COMPARED, setting_diagnostics
+from pipeline.data.decoy import decoy_words
+from pipeline.evaluation.diagnostics import COMPARED, setting_diagnostics
 from pipeline.io import read_parquet, write_json
+from pipeline.llm.cache import ScoreCache
+from pipeline.llm.factory import scorer_from_params
 from pipeline.params import load_params
-from pipeline.scoring import scorer_from_params
-from pipeline.scoring.cache import ScoreCache
 
 
 def main(dataset: str, setting: str) -> None:

@@ -1,6 +1,6 @@
 """Stage 6b: evaluate one student: metrics/<dataset>/<setting>/<name>-seed<S>.json (a DVC metric).
 
-The metrics are ``pipeline.evaluation.evaluate_student``'s: accuracy, validation accuracy (for tuning
+The metrics are ``pipeline.evaluation.evaluation.evaluate_student``'s: accuracy, validation accuracy (for tuning
 only), ERASER faithfulness of the student's own rationale, and where params ask for them group
 accuracies and the same on ``evaluation.targets``' test splits; on a decoy benchmark the decoy keys
 (its test copies), and for a student trained with a prior its alignment to that prior (the setting's
@@ -25,8 +25,8 @@ from pipeline.artifacts import (
     student_dir,
     student_metrics_file,
 )
-from pipeline.decoy import TEST_VARIANTS, decoy_words
-from pipeline.evaluation import evaluate_student
+from pipeline.data.decoy import TEST_VARIANTS, decoy_words
+from pipeline.evaluation.evaluation import evaluate_student
 from pipeline.io import read_parquet, write_json
 from pipeline.models import load_trained_student, resolve_device
 from pipeline.params import load_params

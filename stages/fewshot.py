@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.artifacts import DATASET_SCHEMA, dataset_split_file, fewshot_file
-from pipeline.fewshot import fewshot_settings
+from pipeline.data.fewshot import fewshot_settings
 from pipeline.io import read_parquet, write_parquet
 from pipeline.params import load_params
 

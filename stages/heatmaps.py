@@ -4,7 +4,7 @@ For a handful of test sentences (the first of each of the first ``evaluation.hea
 labels), every word coloured by each prior (CAP, LIME, IG, CAP Hybrid), computed for these
 sentences exactly as the prior stages compute them for training sentences (LLM queries go through
 the score cache), and by the trained CAP Hybrid student's own IG toward its prediction, with the
-predicted label and its probability (``pipeline.heatmaps``).
+predicted label and its probability (``pipeline.reporting.heatmaps``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from pipeline.artifacts import (
     model_name,
     student_dir,
 )
-from pipeline.heatmaps import heatmap_rows, render_heatmaps, shown_sentences
 from pipeline.io import read_parquet
+from pipeline.llm.cache import ScoreCache
+from pipeline.llm.factory import scorer_from_params
 from pipeline.params import load_params
-from pipeline.priors.fusion import HYBRID
-from pipeline.scoring import scorer_from_params
-from pipeline.scoring.cache import ScoreCache
+from pipeline.prior_sources import HYBRID
+from pipeline.reporting.heatmaps import heatmap_rows, render_heatmaps, shown_sentences
 
 
 def main(dataset: str, setting: str) -> None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import sys
 
 from pipeline.artifacts import DATASET_SCHEMA, dataset_split_file, label_names, oracle_teacher_dir
-from pipeline.decoy import decoy_words, strip_frame
+from pipeline.data.decoy import decoy_words, strip_frame
+from pipeline.data.fewshot import capped_pool, training_pool
 from pipeline.errors import ConfigError, DataError
-from pipeline.fewshot import capped_pool, training_pool
 from pipeline.io import read_parquet
 from pipeline.params import load_params
-from pipeline.students import fit_student, save_student
+from pipeline.training.students import fit_student, save_student
 
 
 def main(dataset: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pipeline.artifacts import METRICS, REPORTS
 from pipeline.params import load_params
-from pipeline.report import write_report
+from pipeline.reporting.report import write_report
 
 
 def main() -> None:

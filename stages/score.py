@@ -13,10 +13,10 @@ import time
 
 from pipeline.artifacts import DATASET_SCHEMA, SCORE_CACHE, fewshot_file, label_names, scores_file, scores_stats_file
 from pipeline.io import read_parquet, write_json, write_parquet
+from pipeline.llm.cache import ScoreCache
+from pipeline.llm.factory import scorer_from_params
+from pipeline.llm.scores import score_sentences, score_stats
 from pipeline.params import load_params
-from pipeline.scores import score_sentences, score_stats
-from pipeline.scoring import scorer_from_params
-from pipeline.scoring.cache import ScoreCache
 
 
 def main(dataset: str, setting: str) -> None:

@@ -2,7 +2,7 @@
 objective's extra modules) and its training curve, reports/curves/<dataset>/<setting>/<name>-seed<S>.csv (a DVC plot).
 
 The student is (objective, prior or none, seed): ``baseline`` or another registered objective
-(``pipeline.objectives``), with ``--prior <combination>`` for one that takes a prior (``guided``:
+(``pipeline.training.objectives``), with ``--prior <combination>`` for one that takes a prior (``guided``:
 cross-entropy + beta * MSE between the student's own word-level IG and that prior).
 """
 
@@ -15,7 +15,7 @@ import typer
 from pipeline.artifacts import DATASET_SCHEMA, PRIORS_SCHEMA, fewshot_file, fused_file, label_names, model_name, student_dir
 from pipeline.io import read_parquet
 from pipeline.params import load_params
-from pipeline.students import fit_student, save_student
+from pipeline.training.students import fit_student, save_student
 
 
 def main(dataset: str, setting: str, objective: str, seed: int,

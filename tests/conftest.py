@@ -25,7 +25,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def smollm():
     """The real SmolLM2-135M-Instruct teacher (transformers backend, float32, CPU), loaded once for the suite."""
-    from pipeline.scoring.transformers_backend import TransformersScorer
+    from pipeline.llm.transformers_backend import TransformersScorer
 
     return TransformersScorer(model="smollm2-135m-instruct", batch_size=4)
 
@@ -70,7 +70,7 @@ def hwu64_keywords(shared_data):
     import numpy as np
     import polars as pl
 
-    from pipeline.adversarial import class_keywords
+    from pipeline.evaluation.adversarial import class_keywords
 
     folder = shared_data / "hwu64"
     train = pl.read_parquet(folder / "train.parquet").filter(pl.col("label").is_in(HWU64_ALARM_AUDIO))

@@ -4,7 +4,7 @@ The paper's student is ``roberta-base``; tests here build its architecture from 
 (tiny on CPU, the real shape on CUDA) with a byte-level BPE tokenizer trained on the test's own
 sentences (RoBERTa's special tokens <s> 0, <pad> 1, </s> 2 and post-processor), so the sibling
 heads (eX2L, ALIGN) meet RoBERTa's classification head, which has no pooler on the base model.
-Shared by tests/pipeline/objectives/test_roberta.py (CPU) and tests/gpu/test_gpu_objectives.py (CUDA).
+Shared by tests/pipeline/training/objectives/test_roberta.py (CPU) and tests/gpu/test_gpu_objectives.py (CUDA).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaForSequenceClassification
 
-from pipeline.objectives import OBJECTIVES, get_objective
-from pipeline.objectives.base import Task
-from pipeline.training import Example, train_student
+from pipeline.training.objectives import OBJECTIVES, get_objective
+from pipeline.training.objectives.base import Task
+from pipeline.training.training import Example, train_student
 
 SPECIAL = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # roberta-base's ids 0-3; <mask> is 50264 there, 4 here
 CATEGORIES = ("books", "kitchen")
@@ -90,7 +90,7 @@ def train_one_step(name: str, *, model, tokenizer, examples: list[Example], devi
     """One step of the registered objective ``name`` through the training loop, on one batch of all ``examples``.
 
     Args:
-        name: a key of ``pipeline.objectives.OBJECTIVES``.
+        name: a key of ``pipeline.training.objectives.OBJECTIVES``.
         model: the student (trained in place: restore its weights between objectives).
         tokenizer: its fast tokenizer.
         examples: the batch.

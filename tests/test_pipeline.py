@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.report import ADVERSARIAL_KEYS, METRIC_KEYS, PRIOR_KEYS
+from pipeline.reporting.report import ADVERSARIAL_KEYS, METRIC_KEYS, PRIOR_KEYS
 from tests.conftest import edit_params, make_project
 
 SETTING = "banking77_tiny/k2-seed0"

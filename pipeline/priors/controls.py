@@ -5,7 +5,7 @@
   It is ``pipeline.priors.ig.checkpoint_ig_priors`` on that teacher.
 - ``random``: a seeded uniform score in [0, 1) per word, drawn per sentence from (seed, id), so it
   does not depend on row order.
-- ``decoy_truth``: the decoy benchmark's annotation (``pipeline.decoy.decoy_truth_prior``): 0 on the
+- ``decoy_truth``: the decoy benchmark's annotation (``pipeline.data.decoy.decoy_truth_prior``): 0 on the
   planted decoy, 1 on every other word; on a dataset without decoys it is uniform, which is what the
   annotation says there.
 
@@ -23,8 +23,8 @@ import numpy as np
 import polars as pl
 
 from pipeline.artifacts import priors_frame
-from pipeline.decoy import decoy_truth_prior
-from pipeline.perturb import sentence_rng
+from pipeline.data.decoy import decoy_truth_prior
+from pipeline.data.perturb import sentence_rng
 from pipeline.priors.ig import checkpoint_ig_priors
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def control_priors(sentences: pl.DataFrame, *, teacher: Path, params: Params, de
         sentences: id, text, label.
         teacher: the oracle teacher's checkpoint (the full-pool cross-entropy student).
         params: ``priors.seed`` (random) and what :func:`checkpoint_ig_priors` reads (oracle).
-        decoys: the dataset's decoy words (``pipeline.decoy.decoy_words``; none: decoy_truth is uniform).
+        decoys: the dataset's decoy words (``pipeline.data.decoy.decoy_words``; none: decoy_truth is uniform).
 
     Returns:
         {"oracle": frame, "random": frame, "decoy_truth": frame} in the priors contract.

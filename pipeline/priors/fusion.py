@@ -3,7 +3,8 @@
 The CAP family fuses the three real sources (IG, LIME, CAP): every non-empty subset of them is a
 combination. The controls (``oracle``, ``random``; ``pipeline.priors.controls``) are prior sources
 too but are never fused: each is its own single combination, trained and reported like the others
-and marked as a control. All of it follows from the sources declared in ``pipeline.priors.sources``.
+and marked as a control. The combinations and their names are declared with the sources in
+``pipeline.prior_sources``.
 
 ``normalise`` is also the training loop's normaliser for the student's own attribution, so it works
 on torch (B, W) padded batches with a word mask and is differentiable.
@@ -11,7 +12,6 @@ on torch (B, W) padded batches with a word mask and is differentiable.
 
 from __future__ import annotations
 
-import itertools
 from typing import Literal
 
 import numpy as np
@@ -20,26 +20,11 @@ import torch
 
 from pipeline.artifacts import priors_frame
 from pipeline.errors import ArtifactError
-from pipeline.priors.sources import SOURCES as PRIOR_SOURCES
+from pipeline.prior_sources import COMBINATIONS
+from pipeline.prior_sources import SOURCES as PRIOR_SOURCES
 
 SOURCES = tuple(source.name for source in PRIOR_SOURCES)
-CONTROLS = tuple(source.name for source in PRIOR_SOURCES if source.control)
-_FUSED = [source for source in PRIOR_SOURCES if not source.control]
-# every non-empty subset of the fused sources, smaller first, named by its sources in name order
-_SUBSETS = {
-    "+".join(source.name for source in subset): subset
-    for size in range(1, len(_FUSED) + 1)
-    for subset in (sorted(drawn, key=lambda source: source.name) for drawn in itertools.combinations(_FUSED, size))
-}
-HYBRID = next(reversed(_SUBSETS))  # all of them
-COMBINATIONS: dict[str, tuple[str, ...]] = {
-    name: tuple(source.name for source in subset) for name, subset in _SUBSETS.items()
-} | {name: (name,) for name in CONTROLS}
-DISPLAY_NAMES = (
-    {name: "+".join(source.display for source in subset) for name, subset in _SUBSETS.items()}
-    | {HYBRID: "CAP Hybrid"}  # the paper's name
-    | {source.name: source.display for source in PRIOR_SOURCES if source.control}
-)
+
 
 Normalisation = Literal["l2", "minmax"]
 

@@ -1,6 +1,6 @@
 """IG prior: captum's LayerIntegratedGradients on a fine-tuned student, summed into words.
 
-Same attribution as the differentiable self-attribution of ``pipeline.attribution`` (word
+Same attribution as the differentiable self-attribution of ``pipeline.attribution.attribution`` (word
 embeddings, pad baseline with special tokens kept, Riemann midpoint rule), computed by captum.
 """
 
@@ -18,7 +18,7 @@ from torch import Tensor
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 from pipeline.artifacts import priors_frame
-from pipeline.attribution import pad_baseline, word_scores
+from pipeline.attribution.attribution import pad_baseline, word_scores
 from pipeline.models import load_trained_student, resolve_device
 
 if TYPE_CHECKING:

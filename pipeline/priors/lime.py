@@ -1,6 +1,6 @@
 """LIME prior: lime's own kernel-weighted ridge regression on position-level word masks.
 
-The neighbourhood is built outside (``pipeline.perturb.lime_masks`` draws it as
+The neighbourhood is built outside (``pipeline.data.perturb.lime_masks`` draws it as
 ``LimeTextExplainer(bow=False)`` does, and the LLM scores each masked sentence); this module runs
 lime's regression on it. The regression target (``lime_targets``, ``priors.lime.target``) is the
 paper's LLM probability p by default, or CAP's transform z = -1 / log p.

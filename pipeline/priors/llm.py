@@ -1,7 +1,7 @@
 """The LLM priors, CAP and LIME, of a set of sentences from the teacher's scores of their perturbations.
 
 CAP regresses z = -1 / log p (``pipeline.priors.cap``); LIME regresses ``priors.lime.target``
-(p by default; ``pipeline.priors.lime``). The scores come from ``pipeline.scores``.
+(p by default; ``pipeline.priors.lime``). The scores come from ``pipeline.llm.scores``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""The hand-written differentiable IG (``pipeline.attribution.integrated_gradients``) against captum on CUDA.
+"""The hand-written differentiable IG (``pipeline.attribution.attribution.integrated_gradients``) against captum on CUDA.
 
 A random roberta-base-shaped classifier (``RobertaConfig()``) in float32, eager attention; both
 integrate the target logit's gradient over the word embeddings from the pad baseline with the
 Riemann midpoint rule (captum's ``LayerIntegratedGradients`` on the embedding layer, as the CPU
-test in tests/pipeline/test_attribution.py), so they must agree to float32 round-off.
+test in tests/pipeline/attribution/test_attribution.py), so they must agree to float32 round-off.
 """
 
 import pytest
@@ -12,7 +12,7 @@ import torch
 captum = pytest.importorskip("captum.attr", reason="the comparison needs captum (bench/gpu_check.sh: wheels/)")
 from transformers import RobertaConfig  # noqa: E402
 
-from pipeline.attribution import encode_words, integrated_gradients, pad_baseline  # noqa: E402
+from pipeline.attribution.attribution import encode_words, integrated_gradients, pad_baseline  # noqa: E402
 from tests.roberta import roberta_student, roberta_tokenizer, sentences  # noqa: E402
 
 pytestmark = pytest.mark.cuda

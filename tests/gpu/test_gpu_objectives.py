@@ -2,7 +2,7 @@
 
 ``RobertaConfig()`` is roberta-base's shape (hidden 768, 12 layers, 12 heads, MLP 3072, vocab
 50265, no pooler for the sibling heads); random weights, eager attention as ``load_student`` loads
-it, 8 sentences through the real training loop (``pipeline.training.train_student``), which runs
+it, 8 sentences through the real training loop (``pipeline.training.training.train_student``), which runs
 bf16 autocast on CUDA. The loop's log holds the loss and the L2 norms of the step's gradients.
 """
 
@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-pytest.importorskip("polars", reason="pipeline.objectives and pipeline.training need polars (bench/gpu_check.sh: wheels/)")
+pytest.importorskip("polars", reason="pipeline.training (the loop and the objectives) needs polars (bench/gpu_check.sh: wheels/)")
 from transformers import RobertaConfig  # noqa: E402
 
 from tests.roberta import OBJECTIVE_NAMES, roberta_student, roberta_tokenizer, sentences, train_one_step  # noqa: E402

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bench.gpu_scoring import load_ids, random_model
-from pipeline.scoring.transformers_backend import TransformersScorer
+from pipeline.llm.transformers_backend import TransformersScorer
 
 pytestmark = pytest.mark.cuda
 LAYERS = 2

@@ -4,7 +4,7 @@ import yaml
 
 from pipeline.errors import ConfigError
 from pipeline.params import FewshotParams, load_params, parse_params, parse_setting, setting_group, setting_names
-from pipeline.students import objective_from_params
+from pipeline.training.students import objective_from_params
 from tests.conftest import REPO
 
 

@@ -138,7 +138,7 @@ DECOY = "banking77_mini_decoy"  # the default profile's positive control; its ce
 
 def test_a_decoy_dataset_plants_one_decoy_per_sentence_and_writes_the_test_copies(workdir):
     from pipeline.artifacts import decoy_test_file
-    from pipeline.decoy import TEST_VARIANTS, decoy_positions
+    from pipeline.data.decoy import TEST_VARIANTS, decoy_positions
 
     data.main(DECOY)
     data.main("banking77_mini")

@@ -1,8 +1,8 @@
 import polars as pl
 import pytest
 
+from pipeline.data.fewshot import k_shot
 from pipeline.errors import DataError
-from pipeline.fewshot import k_shot
 from stages import data, fewshot
 from tests.conftest import edit_params
 

@@ -1,8 +1,8 @@
 import polars as pl
 import pytest
 
+from pipeline.data.fewshot import capped_pool
 from pipeline.errors import ConfigError
-from pipeline.fewshot import capped_pool
 from stages import data, oracle_teacher
 from tests.conftest import edit_params
 

@@ -6,11 +6,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.artifacts import student_dir, student_metrics_file, training_curve_file
-from pipeline.objectives import OBJECTIVES
-from pipeline.objectives.base import ExtraModule, Objective, Phase
 from pipeline.params import load_params
-from pipeline.students import fit_student
-from pipeline.training import MODULES_FILE
+from pipeline.training.objectives import OBJECTIVES
+from pipeline.training.objectives.base import ExtraModule, Objective, Phase
+from pipeline.training.students import fit_student
+from pipeline.training.training import MODULES_FILE
 from stages import data, evaluate, fewshot, train
 from tests.conftest import edit_params
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from pipeline.perturb import cap_masks
+from pipeline.data.perturb import cap_masks
 from pipeline.priors.cap import cap_prior, cap_targets
 
 

@@ -5,7 +5,8 @@ import torch
 
 from pipeline.artifacts import priors_frame
 from pipeline.errors import ArtifactError
-from pipeline.priors.fusion import COMBINATIONS, CONTROLS, DISPLAY_NAMES, HYBRID, SOURCES, fuse, fuse_priors, normalise
+from pipeline.prior_sources import COMBINATIONS, CONTROLS, DISPLAY_NAMES, HYBRID
+from pipeline.priors.fusion import SOURCES, fuse, fuse_priors, normalise
 
 
 def test_combinations_are_the_seven_paper_variants_in_order_then_the_controls_alone():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.attribution import encode_words, pad_baseline
+from pipeline.attribution.attribution import encode_words, pad_baseline
 from pipeline.priors.ig import ig_prior
 
 SENTENCES = [

@@ -4,8 +4,8 @@ import pytest
 from lime.lime_text import LimeTextExplainer
 from scipy.stats import spearmanr
 
+from pipeline.data.perturb import lime_masks, perturbations
 from pipeline.params import PriorsParams
-from pipeline.perturb import lime_masks, perturbations
 from pipeline.priors.cap import cap_targets
 from pipeline.priors.lime import lime_prior, lime_targets
 from pipeline.priors.llm import cap_lime_priors

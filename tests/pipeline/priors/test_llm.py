@@ -2,9 +2,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipeline.data.perturb import perturbations
 from pipeline.errors import ArtifactError
 from pipeline.params import PriorsParams
-from pipeline.perturb import perturbations
 from pipeline.priors.cap import cap_prior, cap_targets
 from pipeline.priors.llm import cap_lime_priors, scored_masks
 
