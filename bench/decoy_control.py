@@ -81,7 +81,7 @@ FORMS: dict[str, tuple[str, dict, str | None]] = {
     "rrr-1e6": ("rrr", {"lam": 1e6}, "decoy_truth"),
     "rrr-1e5-random": ("rrr", {"lam": 1e5}, "random"),
     # the sibling objectives (prior-free: they find the shortcut themselves, or not) and their registered
-    # ablations, with the settings of their profiles (profiles/<name>.yaml); eX2L's confounder is the planted
+    # ablations, with the settings of their profiles (conf/profile/<name>.yaml); eX2L's confounder is the planted
     # decoy's label, which needs --rate below 1 (at 1.0 it is the label itself)
     "agm": ("agm", {"lambda_mask": 300.0}, None),
     "agm-random": ("agm-random", {"lambda_mask": 300.0}, None),

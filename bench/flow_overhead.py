@@ -2,10 +2,11 @@
 
 Builds a scratch git + DVC project of ``--stages`` independent stages whose command sleeps ``--seconds``
 and writes its output, each depending on ``--deps`` shared files (dvc.yaml's stages list 15-30 source
-files each; dvc.lock records every one, so its size grows with stages x deps), runs the Prefect flow over it with ``--lanes`` CPU stages at once, and prints the
-wall time, the ideal (stages x seconds / lanes) and the overhead per stage. Everything the flow does
-between two stages (recording an output in DVC, deciding what runs next, submitting it) shows up here;
-a real run has 77 stages, so one second per stage is about 40 s of a 2-lane `make run`.
+files each; dvc.lock records every one, so its size grows with stages x deps), runs the Prefect flow
+over it with ``--lanes`` CPU stages at once, and prints the wall time, the ideal (stages x seconds /
+lanes) and the overhead per stage. Everything the flow does between two stages (recording an output
+in DVC, deciding what runs next, submitting it) shows up here; a real run has 77 stages, so one
+second per stage is about 40 s of a 2-lane `make run`.
 
     python bench/flow_overhead.py --stages 40 --deps 30 --seconds 1 --lanes 2
 """

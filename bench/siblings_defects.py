@@ -10,7 +10,7 @@ Usage (from the checkout, one thread, niced: other jobs share the machine):
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python bench/siblings_defects.py ex2l-truncation
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python bench/siblings_defects.py align-mask old align
 
-regex-*: profiles/regex.yaml's training settings (32 movies_sst2 sentences per label, batch 8, 2 epochs
+regex-*: conf/profile/regex.yaml's training settings (32 movies_sst2 sentences per label, batch 8, 2 epochs
 = 16 steps, lr 3e-4, max_length 80, gradient x input masking); validation = 100 per label of
 movies_sst2's validation split. ``regex-raw`` is the form before the fix (issue 22, item 1): the
 input-gradient penalty and VAT's perturbation on the raw word-piece embeddings, before the embedding LayerNorm.
@@ -160,7 +160,7 @@ def regex_gradients(args: argparse.Namespace) -> None:
 
 
 def regex_curves(args: argparse.Namespace) -> None:
-    """Train each run (profiles/regex.yaml's settings) and print its CE per step, mean CE of the last 4 steps,
+    """Train each run (conf/profile/regex.yaml's settings) and print its CE per step, mean CE of the last 4 steps,
     the CE of the whole training sample after training (eval mode), validation accuracy, the mean gradient
     norms (before clipping) of CE and of the other terms, and the logged input-gradient term (first -> last)."""
     model, tokenizer = load_student("all-minilm-l6-v2", num_labels=2, seed=0)
@@ -191,13 +191,13 @@ def regex_curves(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------------ eX2L
 
 CATEGORIES = ("books", "dvd", "electronics", "kitchen")
-MAJORITY = {"books": 1, "dvd": 1, "electronics": 0, "kitchen": 0}  # profiles/ex2l.yaml's skew
+MAJORITY = {"books": 1, "dvd": 1, "electronics": 0, "kitchen": 0}  # conf/profile/ex2l.yaml's skew
 
 
 def products(split: str, *, per_cell: int | None = None, majority: int = 0, minority: int = 0, seed: int = 0,
              max_words: int | None = None) -> list[Example]:
     """products_amazon reviews with their category: ``per_cell`` per label x category, or ``majority`` /
-    ``minority`` per category with its majority / other label (profiles/ex2l.yaml's text Waterbirds)."""
+    ``minority`` per category with its majority / other label (conf/profile/ex2l.yaml's text Waterbirds)."""
     frame = pl.read_parquet(DATA / "sentiment" / "products_amazon" / f"{split}.parquet")
     parts = []
     for category in CATEGORIES:

@@ -14,9 +14,9 @@ every other stage that is ready, and records it the moment it finishes as `dvc c
 outputs into DVC's cache and the run into DVC's run cache at once, and into dvc.lock in batches at
 most a minute apart and when the flow ends (each write rereads and rewrites the whole lock file,
 seconds of CPU at 77 stages). So a killed flow leaves every finished stage in the run cache and
-the unfinished ones changed: the next run restores the first (step 2) and reruns only the rest. A failed stage stops only its downstream; the rest of the
-graph goes on, and the flow then fails naming the stage. After a flow run `dvc status` reports
-the stages up to date, and after `dvc repro` the flow finds nothing to do.
+the unfinished ones changed: the next run restores the first (step 2) and reruns only the rest. A
+failed stage stops only its downstream; the rest of the graph goes on, and the flow then fails naming
+the stage. After a flow run `dvc status` reports the stages up to date, and after `dvc repro` the flow finds nothing to do.
 
 Stage commands run like DVC runs them: in the stage's working directory, with DVC_ROOT and
 DVC_STAGE set, through /bin/sh, with the interpreter running the flow first on PATH (so
@@ -63,6 +63,7 @@ from uuid import uuid4
 import dask
 import distributed
 import networkx as nx
+import yaml
 from dvc.dependency.param import ParamsDependency
 from dvc.parsing import MatrixDefinition, split_group_name
 from dvc.repo import Repo, lock_repo
@@ -75,9 +76,9 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from pipeline.errors import CapflowError, ConfigError
-from pipeline.params import PARAMS_FILE, ResourcesParams, load_params
+from pipeline.params import CONF_DIR, PARAMS_FILE, ResourcesParams, compose_params, load_params
+from pipeline.training.students import objective_from_params
 
-PROFILES = Path("profiles")
 # Flow filter -> the dvc.yaml matrix item key it selects on.
 _FILTER_KEYS = {"datasets": "dataset", "settings": "setting", "objectives": "objective", "priors": "prior", "seeds": "seed"}
 # LLM scoring is the stage with transient failures (a shared GPU out of memory, a server timing out).
@@ -103,24 +104,25 @@ class CheckoutError(CapflowError):
 def check_profile(profile: str) -> None:
     """Refuse to run unless params.yaml holds ``profile``.
 
-    DVC and every stage read params.yaml, so a profile is selected by copying it there
-    (``cp profiles/paper.yaml params.yaml``, what ``make run PROFILE=paper`` does); the flow never
-    rewrites the tracked file itself, it checks.
+    DVC and every stage read params.yaml, so a profile is selected by composing it there
+    (``make params PROFILE=paper``, which ``make run PROFILE=paper`` does, or ``dvc exp run -S profile=paper``);
+    the flow never rewrites the tracked file itself, it checks.
 
     Args:
-        profile: "params.yaml" (run whatever it holds), a name under profiles/ ("paper") or a
-            path to a YAML file.
+        profile: "params.yaml" (run whatever it holds) or the name of an overlay under conf/profile/ ("paper").
 
     Raises:
-        ConfigError: the profile file is missing or params.yaml differs from it.
+        ConfigError: no such overlay, or params.yaml is not its composition.
     """
-    source = Path(profile) if profile.endswith((".yaml", ".yml")) else PROFILES / f"{profile}.yaml"
-    if not source.is_file():
-        raise ConfigError(f"profile {profile!r}: no file {source}")
-    if source.resolve() != PARAMS_FILE.resolve() and source.read_bytes() != PARAMS_FILE.read_bytes():
+    if profile == PARAMS_FILE.name:
+        return
+    if not (CONF_DIR / "profile" / f"{profile}.yaml").is_file():
+        raise ConfigError(f"profile {profile!r}: no file {CONF_DIR / 'profile' / f'{profile}.yaml'}")
+    held = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+    if held != yaml.safe_load(compose_params([f"profile={profile}"])):
         raise ConfigError(
-            f"{PARAMS_FILE} is not profile {profile!r}: select it with `cp {source} {PARAMS_FILE}` "
-            f"(or `make run PROFILE={source.stem}`), then run again"
+            f"{PARAMS_FILE} is not profile {profile!r}: select it with `make params PROFILE={profile}` "
+            f"(or `make run PROFILE={profile}`), then run again"
         )
 
 
@@ -507,8 +509,8 @@ def capflow(
     """Bring the selected part of dvc.yaml's graph up to date, independent stages concurrently.
 
     Args:
-        profile: the profile params.yaml must hold: "params.yaml" (whatever it holds), a name
-            under profiles/ ("paper") or a YAML path; see :func:`check_profile`.
+        profile: the profile params.yaml must hold: "params.yaml" (whatever it holds) or the name of an
+            overlay under conf/profile/ ("paper"); see :func:`check_profile`.
         datasets: only stages of these datasets (None = all).
         settings: only these few-shot settings, e.g. ["k5-seed0", "full"].
         objectives: only these objectives (student.objectives and student.prior_objectives names).
@@ -524,13 +526,16 @@ def capflow(
         Stage names by outcome, in run order: "ran", "restored" (from DVC's run cache), "up_to_date".
 
     Raises:
-        ConfigError: a bad profile, target, filter or runner option, before any stage runs.
+        ConfigError: a bad profile, objective setting, target, filter or runner option, before any stage runs.
         StageError: a stage failed, or a worker cannot see the checkout (the first to fail, and how
             many more did); every other stage finished and was recorded, none downstream of a failure ran.
     """
     logger = get_run_logger()
     check_profile(profile)
-    resources = load_params().resources
+    params = load_params()
+    for name in params.student.objectives + params.student.prior_objectives:  # their settings, before any stage runs
+        objective_from_params(params, name)
+    resources = params.resources
     stage_runner = task_runner(runner=runner, resources=resources, dask_address=dask_address, dask_workers=dask_workers)
     filters = {"datasets": datasets, "settings": settings, "objectives": objectives, "priors": priors, "seeds": seeds}
     # the runner starts its Dask cluster or client at the first submission, not here

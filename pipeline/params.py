@@ -1,14 +1,21 @@
 """The typed, validated schema of params.yaml.
 
 Every stage calls :func:`load_params` first, so a misspelled key or a wrong type fails before any
-work starts, with one line that names the key and what is allowed. Each field is documented here;
-params.yaml holds the default (offline CPU) profile and profiles/paper.yaml the paper's setting.
+work starts, with one line that names the key and what is allowed. Each field is documented here.
+
+params.yaml is composed, never written by hand: conf/config.yaml (the base: the default offline CPU
+profile), a dataset group conf/datasets/<name>.yaml and one overlay conf/profile/<name>.yaml holding
+only what differs (paper, tiny, the siblings' reduced experiments, ...), merged by Hydra.
+:func:`compose_params` does it with DVC's own composer, so ``make params PROFILE=paper`` and
+``dvc exp run -S profile=paper`` (DVC's Hydra integration, .dvc/config) write the same bytes.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +27,7 @@ from pipeline.prior_sources import COMBINATIONS
 from pipeline.prompts import ADD_TEMPLATE, REPLACE_TEMPLATE, PromptTemplate, RewriteTemplate
 
 PARAMS_FILE = Path("params.yaml")
+CONF_DIR = Path("conf")  # the base conf/config.yaml, groups conf/datasets/ and conf/profile/
 MIRROR_ENV = "CAPFLOW_DATA_MIRROR"
 FULL_SETTING = "full"
 _K_SHOT_SETTING = re.compile(r"k(?P<k>[1-9][0-9]*)-seed(?P<seed>-?[0-9]+)")
@@ -534,3 +542,79 @@ def mirror_dir(params: Params) -> Path | None:
     """The local data mirror: $CAPFLOW_DATA_MIRROR, else data.mirror; None when it does not exist."""
     folder = os.environ.get(MIRROR_ENV) or params.data.mirror
     return Path(folder) if folder and Path(folder).is_dir() else None
+
+
+def compose_params(overrides: Sequence[str] = (), *, conf_dir: Path = CONF_DIR) -> str:
+    """The params.yaml text that ``conf_dir`` composes to under Hydra ``overrides``.
+
+    Args:
+        overrides: Hydra overrides, e.g. ``["profile=paper", "student.epochs=3"]`` (what ``dvc exp run -S``
+            takes).
+        conf_dir: the config folder (config.yaml and its groups).
+
+    Returns:
+        The YAML text, byte for byte what ``dvc exp run`` writes for the same overrides (DVC's
+        ``compose_and_dump``).
+
+    Raises:
+        ConfigError: an override names no group option or key, or a conf file does not parse (one line).
+    """
+    from dvc.utils.hydra import compose_and_dump
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    with tempfile.TemporaryDirectory() as folder:
+        output = Path(folder) / PARAMS_FILE.name
+        try:
+            compose_and_dump(output, str(Path(conf_dir).resolve()), None, "config", "", list(overrides))
+        except (HydraException, OmegaConfBaseException, yaml.YAMLError) as error:
+            first = str(error).strip().splitlines()[0]
+            raise ConfigError(f"{conf_dir}/ with {' '.join(overrides) or 'no overrides'}: {first}") from None
+        return output.read_text(encoding="utf-8")
+
+
+def write_params(overrides: Sequence[str] = (), *, conf_dir: Path = CONF_DIR, path: Path = PARAMS_FILE) -> Params:
+    """Compose params (``compose_params``), validate them, and only then replace ``path``.
+
+    A composition that does not validate leaves ``path`` as it was; the one-line error names the key
+    and the conf file that sets it (the profile overlay, else the dataset group, else the base).
+    """
+    text = compose_params(overrides, conf_dir=conf_dir)
+    try:
+        params = Params.model_validate(yaml.safe_load(text))
+    except ValidationError as error:
+        key = [str(part) for part in error.errors()[0]["loc"]]
+        raise ConfigError(_one_line(error, _conf_file_setting(key, overrides, conf_dir))) from None
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+    return params
+
+
+def _conf_file_setting(key: list[str], overrides: Sequence[str], conf_dir: Path) -> Path:
+    """The conf file that most likely sets ``key`` (its parts): the selected profile overlay, then the dataset
+    group, then the base, the first that holds the key's last part as a YAML key; else ``conf_dir``."""
+    base = yaml.safe_load((conf_dir / "config.yaml").read_text(encoding="utf-8"))
+    chosen = {k: v for item in base.get("defaults", []) if isinstance(item, dict) for k, v in item.items()}
+    chosen |= dict(o.split("=", 1) for o in overrides if "=" in o and o.split("=", 1)[0] in chosen)
+    candidates = [conf_dir / group / f"{chosen[group]}.yaml" for group in ("profile", "datasets") if chosen.get(group)]
+    pattern = re.compile(rf"^\s*{re.escape(key[-1])}:|[{{,]\s*{re.escape(key[-1])}:", re.M) if key else None
+    for candidate in [*candidates, conf_dir / "config.yaml"]:
+        if pattern and candidate.is_file() and pattern.search(candidate.read_text(encoding="utf-8")):
+            return candidate
+    return conf_dir
+
+
+if __name__ == "__main__":
+    import typer
+
+    from pipeline.cli import stage_app
+
+    def compose(overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides: profile=paper student.epochs=3")]
+                = None) -> None:
+        """Compose conf/ into params.yaml; a composition that does not validate leaves params.yaml as it was."""
+        params = write_params(overrides or [])
+        print(f"{PARAMS_FILE}: profile {params.profile!r} from {CONF_DIR}/ with {' '.join(overrides or []) or 'no overrides'}")
+
+    stage_app(compose)()

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.params import Params, compose_params, parse_params
+
 # Tests are offline: hub look-ups fail fast instead of retrying for a minute.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -90,6 +92,11 @@ def edit_params(project: Path, edit: Callable[[dict], None]) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
+def profile_params(profile: str) -> Params:
+    """The validated parameters of ``profile`` (conf/profile/<profile>.yaml composed over the base)."""
+    return parse_params(yaml.safe_load(compose_params([f"profile={profile}"], conf_dir=REPO / "conf")))
+
+
 def make_project(
     folder: Path, *, shared_data: Path, profile: str = "tiny", edit: Callable[[dict], None] | None = None
 ) -> Path:
@@ -98,14 +105,15 @@ def make_project(
     Args:
         folder: an empty folder.
         shared_data: the data mirror the copy reads.
-        profile: "default" (params.yaml) or the name of a file in profiles/.
+        profile: the name of an overlay in conf/profile/ ("default", "tiny", ...), composed into params.yaml.
         edit: applied to the parameters before the copy's params.yaml is written.
 
     The stages are imported from this checkout (PYTHONPATH), so only the graph and params are copied.
     """
     for name in ("dvc.yaml", "prefect.yaml"):
         shutil.copy(REPO / name, folder)
-    shutil.copy(REPO / "params.yaml" if profile == "default" else REPO / "profiles" / f"{profile}.yaml", folder / "params.yaml")
+    shutil.copytree(REPO / "conf", folder / "conf")
+    (folder / "params.yaml").write_text(compose_params([f"profile={profile}"], conf_dir=REPO / "conf"), encoding="utf-8")
 
     def point_at_the_mirror_then_edit(params: dict) -> None:
         params["data"]["mirror"] = str(shared_data)

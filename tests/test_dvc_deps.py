@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.params import compose_params
 from tests.conftest import REPO
 
 
@@ -64,13 +65,13 @@ def test_stage_deps_list_no_project_code_the_stage_does_not_run(stage, module, d
     assert not unused, f"dvc.yaml stage {stage!r} lists {unused} in its deps but never imports them"
 
 
-@pytest.mark.parametrize("profile", ["params.yaml", *sorted(p.name for p in (REPO / "profiles").glob("*.yaml"))])
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (REPO / "conf" / "profile").glob("*.yaml")))
 def test_every_profile_expands_dvc_yaml_into_a_graph(profile, tmp_path):
     """dvc.yaml interpolates params keys (an empty list of prior datasets must give no prior stages, not an error)."""
     from dvc.repo import Repo
 
     shutil.copy(REPO / "dvc.yaml", tmp_path)
-    shutil.copy(REPO / profile if profile == "params.yaml" else REPO / "profiles" / profile, tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text(compose_params([f"profile={profile}"], conf_dir=REPO / "conf"), encoding="utf-8")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     Repo.init(str(tmp_path))
     with Repo(str(tmp_path)) as repo:

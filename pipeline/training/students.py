@@ -32,7 +32,8 @@ def objective_from_params(params: Params, name: str) -> Objective:
             ``student.prior_objectives`` and is not registered or not of that kind (one line naming the key).
     """
     if name not in params.student.settings:
-        raise ConfigError(f"student.settings: no entry for objective {name!r} (write `{name}: {{}}` for its defaults)")
+        raise ConfigError(f"{PARAMS_FILE}: student.settings: no entry for objective {name!r} "
+                          f"(write `{name}: {{}}` for its defaults)")
     for key, names, with_prior in (("objectives", params.student.objectives, False),
                                    ("prior_objectives", params.student.prior_objectives, True)):
         if name not in names:
@@ -46,7 +47,10 @@ def objective_from_params(params: Params, name: str) -> Objective:
     settings = dict(params.student.settings[name])
     if "normalisation" in {f.name for f in fields(objective_class(name))}:
         settings["normalisation"] = params.priors.normalisation
-    return get_objective(name, **settings)
+    try:
+        return get_objective(name, **settings)
+    except ConfigError as error:
+        raise ConfigError(f"{PARAMS_FILE}: {error}") from None
 
 
 def training_examples(sentences: pl.DataFrame, *, labels: list[str], prior: pl.DataFrame | None,

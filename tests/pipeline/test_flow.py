@@ -41,7 +41,7 @@ from pipeline.flow import (
     task_runner,
     threads_per_stage,
 )
-from pipeline.params import ResourcesParams
+from pipeline.params import ResourcesParams, compose_params
 from tests.conftest import REPO, edit_params, make_project
 
 FEWSHOT = Path("data/fewshot/banking77_mini")
@@ -290,12 +290,11 @@ def test_selection_follows_the_dvc_graph(project: Path) -> None:
 
 def test_profile_must_be_what_params_yaml_holds(project: Path) -> None:
     check_profile("params.yaml")
-    shutil.copytree(REPO / "profiles", project / "profiles")
-    with pytest.raises(ConfigError, match=r"select it with `cp profiles/paper.yaml params.yaml`"):
+    with pytest.raises(ConfigError, match=r"select it with `make params PROFILE=paper`"):
         check_profile("paper")
-    shutil.copy(project / "profiles/paper.yaml", project / "params.yaml")
+    (project / "params.yaml").write_text(compose_params(["profile=paper"]), encoding="utf-8")
     check_profile("paper")
-    with pytest.raises(ConfigError, match=r"profile 'nope': no file profiles/nope.yaml"):
+    with pytest.raises(ConfigError, match=r"profile 'nope': no file conf/profile/nope.yaml"):
         check_profile("nope")
 
 
@@ -314,7 +313,7 @@ def test_prefect_deploy_registers_the_scheduled_paper_run(project: Path, prefect
     assert deployment.entrypoint == "pipeline/flow.py:capflow"
     assert deployment.work_pool_name == "gpu"
     assert deployment.parameters["profile"] == "paper"
-    assert (REPO / "profiles" / f"{deployment.parameters['profile']}.yaml").is_file()
+    assert (REPO / "conf" / "profile" / f"{deployment.parameters['profile']}.yaml").is_file()
     (schedule,) = deployment.schedules
     assert schedule.schedule.cron == "0 2 * * *"
     assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(project.resolve())}}]

@@ -1,9 +1,21 @@
 
+import shutil
+import subprocess
+import sys
+
 import pytest
 import yaml
 
 from pipeline.errors import ConfigError
-from pipeline.params import FewshotParams, load_params, parse_params, parse_setting, setting_group, setting_names
+from pipeline.params import (
+    FewshotParams,
+    compose_params,
+    parse_params,
+    parse_setting,
+    setting_group,
+    setting_names,
+    write_params,
+)
 from pipeline.training.students import objective_from_params
 from tests.conftest import REPO
 
@@ -12,9 +24,14 @@ def _default() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text())
 
 
-@pytest.mark.parametrize("path", ["params.yaml", *sorted(f"profiles/{p.name}" for p in (REPO / "profiles").glob("*.yaml"))])
-def test_shipped_profiles_validate_and_build_their_objectives(path):
-    params = load_params(REPO / path)
+CONF = REPO / "conf"
+PROFILES = sorted(p.stem for p in (CONF / "profile").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_shipped_profiles_validate_and_build_their_objectives(profile):
+    params = parse_params(yaml.safe_load(compose_params([f"profile={profile}"], conf_dir=CONF)))
+    assert params.profile == profile
     assert params.experiment.datasets
     assert set(params.experiment.settings) <= set(setting_names(params.fewshot))
     priors = params.student.priors or params.student.extra_priors
@@ -256,3 +273,96 @@ def test_a_decoy_dataset_without_a_ceiling_needs_no_twin():
     _decoy(raw)["decoy"].pop("ceiling")
     raw["experiment"].update(datasets=[DECOY], prior_datasets=[DECOY])
     assert parse_params(raw).data.datasets[DECOY].decoy.ceiling is None
+
+
+def test_params_yaml_is_the_composition_of_the_default_profile():
+    held = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert held == yaml.safe_load(compose_params([], conf_dir=CONF)), "params.yaml drifted from conf/: run `make params`"
+
+
+def _leaves(tree: dict, prefix: tuple = ()) -> dict[tuple, object]:
+    """Dotted path -> value of every leaf; a list or an empty mapping is one leaf (Hydra replaces lists whole)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out |= _leaves(value, (*prefix, key))
+        else:
+            out[(*prefix, key)] = value
+    return out
+
+
+@pytest.mark.parametrize("profile", [p for p in PROFILES if p != "default"])
+def test_an_overlay_holds_only_what_differs_from_the_base(profile):
+    overlay = yaml.safe_load((CONF / "profile" / f"{profile}.yaml").read_text())
+    own_datasets = {"override /datasets": None} in overlay.pop("defaults", [])  # the base's group dropped, not merged
+    base = yaml.safe_load(compose_params([], conf_dir=CONF))
+    if own_datasets:
+        del base["data"]["datasets"]
+    base = _leaves(base)
+    repeated = [".".join(map(str, path)) for path, value in _leaves(overlay).items() if base.get(path, object()) == value]
+    assert repeated == [], f"conf/profile/{profile}.yaml repeats the base's {repeated}"
+
+
+def test_a_profile_is_composed_over_the_base_and_a_command_line_override_wins(tmp_path):
+    params = write_params(["profile=agm", "student.epochs=7"], conf_dir=CONF, path=tmp_path / "params.yaml")
+    assert (params.profile, params.student.epochs, params.student.lr) == ("agm", 7, 3.0e-4)  # lr: the base's
+    assert set(params.data.datasets) == set(yaml.safe_load((CONF / "profile" / "agm.yaml").read_text())["data"]["datasets"])
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda text: text.replace("  epochs: 2\n", "  epocs: 2\n"), r"conf/profile/agm.yaml: unknown key 'student.epocs'"),
+        (lambda text: text.replace("  epochs: 2\n", "  epochs: two\n"), r"conf/profile/agm.yaml: student.epochs: "),
+    ],
+    ids=["misspelled", "mistyped"],
+)
+def test_a_bad_overlay_fails_naming_its_file_and_key_and_leaves_params_yaml_as_it_was(tmp_path, edit, expected):
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    overlay = conf / "profile" / "agm.yaml"
+    overlay.write_text(edit(overlay.read_text()))
+    target = tmp_path / "params.yaml"
+    target.write_text("untouched\n")
+    with pytest.raises(ConfigError, match=expected.replace("conf/", f"{conf}/")) as info:
+        write_params(["profile=agm"], conf_dir=conf, path=target)
+    assert "\n" not in str(info.value)
+    assert target.read_text() == "untouched\n" and sorted(p.name for p in tmp_path.iterdir()) == ["conf", "params.yaml"]
+
+
+def test_an_unknown_profile_or_key_override_fails_in_one_line():
+    with pytest.raises(ConfigError, match=r"profile=nope") as info:
+        compose_params(["profile=nope"], conf_dir=CONF)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"student.epocs"):
+        compose_params(["student.epocs=3"], conf_dir=CONF)
+
+
+def test_a_mistyped_objective_setting_fails_at_load_naming_the_file_and_key():
+    raw = _default()
+    raw["student"]["settings"]["guided"]["betta"] = 1.0
+    with pytest.raises(ConfigError, match=r"params.yaml: student.settings.guided: unknown setting 'betta'"):
+        objective_from_params(parse_params(raw), "guided")
+
+
+def test_dvc_exp_run_composes_params_yaml_from_conf_like_make_params(tmp_path):
+    """DVC's Hydra integration (.dvc/config) composes the same params.yaml from the same overrides."""
+    shutil.copytree(CONF, tmp_path / "conf")
+    shutil.copytree(REPO / ".dvc", tmp_path / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp", "*.lock"))
+    (tmp_path / "params.yaml").write_text(compose_params([], conf_dir=CONF))
+    (tmp_path / "dvc.yaml").write_text(  # one stage reading two keys, so `dvc exp run` has something to run
+        "stages:\n  echo:\n    cmd: python -c \"open('out.txt', 'w').write('ran')\"\n"
+        "    params: [profile, student.epochs]\n    outs: [out.txt]\n"
+    )
+    (tmp_path / ".gitignore").write_text("out.txt\n")
+
+    def run(*command: str) -> None:
+        subprocess.run(command, cwd=tmp_path, check=True, capture_output=True)
+
+    run("git", "init", "-q")
+    run("git", "add", "-A")
+    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "scratch")
+    run(sys.executable, "-m", "dvc", "exp", "run", "-S", "profile=regex", "-S", "student.epochs=3")
+    expected = write_params(["profile=regex", "student.epochs=3"], conf_dir=CONF, path=tmp_path / "expected.yaml")
+    assert (tmp_path / "params.yaml").read_text() == (tmp_path / "expected.yaml").read_text()
+    assert (expected.profile, expected.student.epochs) == ("regex", 3)

@@ -88,16 +88,15 @@ def decoy_student(shared_data):
     """A real MiniLM baseline trained on 18 banking77 sentences that each carry their label's decoy (rate 1),
     and 18 held-out sentences with their decoyed copies: a student that has every reason to follow the decoy."""
     from pipeline.data.decoy import TEST_VARIANTS, insert_decoys
-    from pipeline.params import load_params
     from pipeline.training.students import fit_student
-    from tests.conftest import REPO
+    from tests.conftest import profile_params
 
     rows = pl.read_parquet(shared_data / "banking77" / "train.parquet").with_row_index("row").select(
         pl.format("train-{}", "row").alias("id"), "text", "label").filter(pl.col("label").is_in(DECOY_LABELS))
     rank = pl.int_range(pl.len()).over("label")
     train, test = rows.filter(rank < 6), rows.filter((rank >= 6) & (rank < 12))
     decoyed = insert_decoys(train, DECOY_WORDS, labels=DECOY_LABELS, rate=1.0, seed=0)
-    params = load_params(REPO / "profiles" / "tiny.yaml")
+    params = profile_params("tiny")
     params = params.model_copy(update={"student": params.student.model_copy(update={"epochs": 6, "batch_size": 4})})
     model, tokenizer, _, _ = fit_student(params, sentences=decoyed, labels=DECOY_LABELS, objective="baseline", seed=0)
     copies = {v: insert_decoys(test, DECOY_WORDS, labels=DECOY_LABELS, rate=1.0, seed=0, variant=v) for v in TEST_VARIANTS}

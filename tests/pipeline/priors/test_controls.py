@@ -16,16 +16,15 @@ def test_random_prior_gives_one_seeded_finite_score_per_word_independent_of_orde
 def test_control_priors_give_the_decoy_truth_zero_on_the_decoy_and_uniform_elsewhere(make_minilm, tmp_path):
     import polars as pl
 
-    from pipeline.params import load_params
     from pipeline.priors.controls import control_priors
-    from tests.conftest import REPO
+    from tests.conftest import profile_params
 
     model, tokenizer, _ = make_minilm(2)
     model.config.id2label, model.config.label2id = {0: "neg", 1: "pos"}, {"neg": 0, "pos": 1}
     model.save_pretrained(tmp_path)  # a stand-in oracle teacher checkpoint
     tokenizer.save_pretrained(tmp_path)
     sentences = pl.DataFrame({"id": ["a", "b"], "text": ["a dull florp film", "zindle great fun"], "label": ["neg", "pos"]})
-    params = load_params(REPO / "profiles" / "tiny.yaml")
+    params = profile_params("tiny")
     priors = control_priors(sentences, teacher=tmp_path, params=params, decoys=["florp", "zindle"])
     assert list(priors) == ["oracle", "random", "decoy_truth"]
     assert priors["decoy_truth"]["scores"].to_list() == [[1.0, 1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]
