@@ -97,6 +97,15 @@ def profile_params(profile: str) -> Params:
     return parse_params(yaml.safe_load(compose_params([f"profile={profile}"], conf_dir=REPO / "conf")))
 
 
+def dvc(project: Path, *args: str) -> str:
+    """Run ``dvc <args>`` in ``project`` with this interpreter's environment first on PATH (stages call
+    ``python``); fail the test with the output's tail unless it exits 0. Returns its stdout."""
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
 def make_project(
     folder: Path, *, shared_data: Path, profile: str = "tiny", edit: Callable[[dict], None] | None = None
 ) -> Path:

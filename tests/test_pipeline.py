@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from pipeline.reporting.report import ADVERSARIAL_KEYS, METRIC_KEYS, PRIOR_KEYS
-from tests.conftest import edit_params, make_project
+from tests.conftest import dvc, edit_params, make_project
 
 SETTING = "banking77_tiny/k2-seed0"
-
-
-def dvc(project: Path, *args: str) -> str:
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
 
 
 def stats(project: Path) -> dict:
