@@ -67,7 +67,7 @@ def rationale_scores(model, tokenizer, sentences: list[list[str]], *, labels: np
     labels = torch.from_numpy(np.asarray(labels))
     if method == "ig":
         return ig_prior(model, tokenizer, sentences=sentences, labels=labels, steps=params.ig_steps,
-                        internal_batch_size=params.batch_size, batch_size=params.batch_size, max_length=max_length)
+                        internal_batch_size=params.batch_size, max_length=max_length)
     return gradient_x_input_words(model, tokenizer, sentences=sentences, labels=labels, batch_size=params.batch_size,
                                   max_length=max_length)
 
@@ -76,8 +76,7 @@ def accurate_ig(model, tokenizer, sentences: list[list[str]], *, labels: np.ndar
                 max_length: int) -> list[np.ndarray]:
     """Word-level IG toward ``labels`` with ``evaluation.decoy_ig_steps`` (the accurate attribution of the alignment checks)."""
     return ig_prior(model, tokenizer, sentences=sentences, labels=torch.from_numpy(np.asarray(labels)),
-                    steps=params.decoy_ig_steps, internal_batch_size=params.batch_size, batch_size=params.batch_size,
-                    max_length=max_length)
+                    steps=params.decoy_ig_steps, internal_batch_size=params.batch_size, max_length=max_length)
 
 
 def decoy_metrics(model, tokenizer, copies: dict[str, pl.DataFrame], *, decoys: Sequence[str],

@@ -33,7 +33,6 @@ def ig_prior(
     labels: Tensor,
     steps: int = 50,
     internal_batch_size: int,
-    batch_size: int,
     max_length: int = 128,
 ) -> list[np.ndarray]:
     """Word-level IG of the true-label logit for every sentence.
@@ -44,8 +43,10 @@ def ig_prior(
         sentences: N sentences, each a list of words.
         labels: (N,) the true class ids.
         steps: IG interpolation steps.
-        internal_batch_size: rows per forward pass inside captum.
-        batch_size: sentences per captum call.
+        internal_batch_size: rows (sentences x steps) per forward pass inside captum. Each captum call
+            gets the sentences of one such pass, ``internal_batch_size // steps`` of similar length:
+            a call pads all its sentences to its longest, and 25 sentences in one call took twice as
+            long as the same sentences two at a time (32 steps, 2026-12-06).
         max_length: tokens per sentence; words past it score 0.
 
     Returns:
@@ -71,8 +72,8 @@ def ig_prior(
             internal_batch_size=internal_batch_size,
         ).sum(-1)
 
-    return word_scores(model, tokenizer, sentences=sentences, attribute=attribute, batch_size=batch_size,
-                       max_length=max_length)
+    return word_scores(model, tokenizer, sentences=sentences, attribute=attribute,
+                       batch_size=max(1, internal_batch_size // steps), max_length=max_length)
 
 
 def checkpoint_ig(folder: Path, sentences: pl.DataFrame, *, params: Params) -> list[np.ndarray]:
@@ -90,7 +91,7 @@ def checkpoint_ig(folder: Path, sentences: pl.DataFrame, *, params: Params) -> l
     return ig_prior(model, tokenizer, sentences=[text.split() for text in sentences["text"]],
                     labels=torch.tensor([model.config.label2id[label] for label in sentences["label"]]),
                     steps=params.priors.ig.steps, internal_batch_size=params.priors.ig.internal_batch_size,
-                    batch_size=16, max_length=params.student.max_length)
+                    max_length=params.student.max_length)
 
 
 def checkpoint_ig_priors(folder: Path, sentences: pl.DataFrame, *, params: Params) -> pl.DataFrame:

@@ -16,7 +16,7 @@ LABELS = torch.tensor([1, 0, 2])
 def test_ig_prior_gives_one_complete_score_per_word(minilm):
     model, tokenizer = minilm
     model.train()
-    priors = ig_prior(model, tokenizer, sentences=SENTENCES, labels=LABELS, steps=32, internal_batch_size=32, batch_size=2)
+    priors = ig_prior(model, tokenizer, sentences=SENTENCES, labels=LABELS, steps=32, internal_batch_size=32)
     assert model.training  # mode restored
     assert [p.shape for p in priors] == [(len(w),) for w in SENTENCES]
     assert all(p.dtype == np.float64 and np.isfinite(p).all() for p in priors)
@@ -37,8 +37,8 @@ def test_ig_prior_gives_one_complete_score_per_word(minilm):
 
 def test_ig_prior_does_not_depend_on_batching(minilm):
     model, tokenizer = minilm
-    one = ig_prior(model, tokenizer, sentences=SENTENCES, labels=LABELS, steps=8, internal_batch_size=8, batch_size=1)
-    all_ = ig_prior(model, tokenizer, sentences=SENTENCES, labels=LABELS, steps=8, internal_batch_size=24, batch_size=3)
+    one = ig_prior(model, tokenizer, sentences=SENTENCES, labels=LABELS, steps=8, internal_batch_size=8)
+    all_ = ig_prior(model, tokenizer, sentences=SENTENCES, labels=LABELS, steps=8, internal_batch_size=24)
     for a, b in zip(one, all_):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
@@ -47,7 +47,7 @@ def test_ig_prior_scores_truncated_words_zero(minilm):
     model, tokenizer = minilm
     words = "please cancel the pending transfer to my savings account now".split()
     (scores,) = ig_prior(
-        model, tokenizer, sentences=[words], labels=[0], steps=4, internal_batch_size=4, batch_size=1, max_length=6
+        model, tokenizer, sentences=[words], labels=[0], steps=4, internal_batch_size=4, max_length=6
     )
     assert scores.shape == (len(words),)
     assert (scores[:4] != 0).all() and (scores[4:] == 0).all()
@@ -56,4 +56,4 @@ def test_ig_prior_scores_truncated_words_zero(minilm):
 def test_ig_prior_checks_label_count(minilm):
     model, tokenizer = minilm
     with pytest.raises(ValueError, match="3 sentences but 2 labels"):
-        ig_prior(model, tokenizer, sentences=SENTENCES, labels=LABELS[:2], steps=4, internal_batch_size=4, batch_size=1)
+        ig_prior(model, tokenizer, sentences=SENTENCES, labels=LABELS[:2], steps=4, internal_batch_size=4)
