@@ -20,7 +20,10 @@ the stage. After a flow run `dvc status` reports the stages up to date, and afte
 
 Stage commands run like DVC runs them: in the stage's working directory, with DVC_ROOT and
 DVC_STAGE set, through /bin/sh, with the interpreter running the flow first on PATH (so
-``python`` is the project's environment, as `make run` arranges with .venv/bin).
+``python`` is the project's environment, as `make run` arranges with .venv/bin). On the thread
+runner a `python -m <module>` command is forked instead from the run's launcher (``pipeline.launcher``),
+which has imported torch and the other libraries once: the same process a shell would start, seconds
+sooner.
 
 How many stages run at once is params.yaml's ``resources`` (``pipeline.params.ResourcesParams``), the
 one budget that `make run` and the Prefect deployment use too: at most ``gpu_stages`` stages that run a
@@ -76,6 +79,8 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from pipeline.errors import CapflowError, ConfigError
+from pipeline.launcher import run as launch
+from pipeline.launcher import stage_module, started
 from pipeline.params import CONF_DIR, PARAMS_FILE, ResourcesParams, compose_params, load_params
 from pipeline.training.students import objective_from_params
 
@@ -253,7 +258,8 @@ def checkout_marker(repo: Repo) -> Iterator[str]:
 
 
 @task(cache_policy=NO_CACHE)  # DVC decides what is up to date
-def run_stage(*, name: str, commands: list[str], wdir: str, root: str, marker: str, threads: int | None = None) -> str:
+def run_stage(*, name: str, commands: list[str], wdir: str, root: str, marker: str, threads: int | None = None,
+              launcher: str | None = None) -> str:
     """Run a stage's commands like `dvc repro` does, streaming their output into the run's logs.
 
     Args:
@@ -264,6 +270,8 @@ def run_stage(*, name: str, commands: list[str], wdir: str, root: str, marker: s
         marker: this flow run's :func:`checkout_marker`, which the worker must see.
         threads: the stage's OpenMP/MKL threads (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``); None
             leaves the environment's.
+        launcher: the socket of a :mod:`pipeline.launcher` on this machine, which starts `python -m`
+            commands by fork with the libraries imported; None runs every command through /bin/sh.
 
     Returns:
         The last line the stage printed on stdout ("" if none).
@@ -287,17 +295,31 @@ def run_stage(*, name: str, commands: list[str], wdir: str, root: str, marker: s
     start = time.perf_counter()
     for command in commands:
         logger.info("> %s", command)
-        with subprocess.Popen(
-            command, shell=True, cwd=wdir, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        ) as process:
-            # two pipes read at once, or a chatty stderr fills its buffer and blocks the stage
-            reader = threading.Thread(target=_pump, args=(process.stderr, logger.info, stderr))
+        target = stage_module(command, path=env["PATH"]) if launcher else None
+        # two pipes read at once, or a chatty stderr fills its buffer and blocks the stage
+        if target:
+            (out_read, out_write), (err_read, err_write) = os.pipe(), os.pipe()
+            reader = threading.Thread(target=_pump, args=(os.fdopen(err_read), logger.info, stderr))
             reader.start()
-            _pump(process.stdout, logger.info, stdout)
+            with os.fdopen(out_read) as out:
+                pump = threading.Thread(target=_pump, args=(out, logger.info, stdout))
+                pump.start()
+                returncode = launch(launcher, module=target[0], args=target[1], cwd=wdir, env=env, stdout=out_write,
+                                    stderr=err_write)
+                pump.join()
             reader.join()
-        if process.returncode != 0:
+        else:
+            with subprocess.Popen(
+                command, shell=True, cwd=wdir, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            ) as process:
+                reader = threading.Thread(target=_pump, args=(process.stderr, logger.info, stderr))
+                reader.start()
+                _pump(process.stdout, logger.info, stdout)
+                reader.join()
+            returncode = process.returncode
+        if returncode != 0:
             last = next((line for line in reversed(stderr) if line.strip()), "(no stderr)")
-            raise StageError(f"stage {name} failed (exit {process.returncode}): {last}")
+            raise StageError(f"stage {name} failed (exit {returncode}): {last}")
     result = stdout[-1] if stdout else ""
     logger.info("%s done in %.1f s: %s", name, time.perf_counter() - start, result)
     return result
@@ -378,7 +400,7 @@ def admit(ready: list[PipelineStage], running: list[PipelineStage], *, resources
 
 
 def _submit(stage: PipelineStage, *, runner: TaskRunner, root: str, marker: str, threads: int | None,
-            done: queue.Queue[PipelineStage]):
+            launcher: str | None, done: queue.Queue[PipelineStage]):
     """Submit the stage's commands to ``runner`` (a GPU stage annotated for Dask); ``done`` gets it when it ends."""
     group = split_group_name(stage.name)[0]
     options = {"retries": _RETRIES[group], "retry_delay_seconds": _RETRY_DELAY_S} if group in _RETRIES else {}
@@ -388,14 +410,15 @@ def _submit(stage: PipelineStage, *, runner: TaskRunner, root: str, marker: str,
         future = runner.submit(
             run_stage.with_options(name=group, task_run_name=task_run_name(stage), **options),
             {"name": stage.name, "commands": commands, "wdir": stage.wdir, "root": root, "marker": marker,
-             "threads": threads},
+             "threads": threads, "launcher": launcher},
         )
     future.add_done_callback(lambda _: done.put(stage))
     return future
 
 
 def _run_graph(graph: nx.DiGraph, *, repo: Repo, runner: TaskRunner, resources: ResourcesParams, marker: str,
-               share_cores: bool, log: Callable[[str], None]) -> tuple[dict[str, list[str]], list[BaseException]]:
+               launcher: str | None, share_cores: bool, log: Callable[[str], None],
+               ) -> tuple[dict[str, list[str]], list[BaseException]]:
     """Bring ``graph`` up to date, each stage taken up once its upstream is done (the module's steps 1 and 2).
 
     Args:
@@ -404,6 +427,7 @@ def _run_graph(graph: nx.DiGraph, *, repo: Repo, runner: TaskRunner, resources: 
         runner: runs the commands; at most ``resources`` allows run at once.
         resources: the stage budget.
         marker: this run's :func:`checkout_marker`.
+        launcher: the socket of this run's :mod:`pipeline.launcher` (thread runner), or None.
         share_cores: give the stages started together a share of the cores (the thread runner).
         log: the flow's logger.
 
@@ -465,7 +489,8 @@ def _run_graph(graph: nx.DiGraph, *, repo: Repo, runner: TaskRunner, resources: 
         for stage in start:
             ready.remove(stage)
             running.append(stage)
-            futures[stage] = _submit(stage, runner=runner, root=repo.root_dir, marker=marker, threads=threads, done=done)
+            futures[stage] = _submit(stage, runner=runner, root=repo.root_dir, marker=marker, threads=threads,
+                                    launcher=launcher, done=done)
         if start:
             log(f"started {', '.join(stage.name for stage in start)}; {len(running)} running, {len(ready)} waiting")
 
@@ -539,12 +564,14 @@ def capflow(
     stage_runner = task_runner(runner=runner, resources=resources, dask_address=dask_address, dask_workers=dask_workers)
     filters = {"datasets": datasets, "settings": settings, "objectives": objectives, "priors": priors, "seeds": seeds}
     # the runner starts its Dask cluster or client at the first submission, not here
-    with Repo(".") as repo, stage_runner, checkout_marker(repo) as marker:
+    # the thread runner's stages start from a launcher on this machine; Dask workers start their own processes
+    with (Repo(".") as repo, stage_runner, checkout_marker(repo) as marker,
+          started() if runner == "threads" else nullcontext() as launcher):
         with lock_repo(repo):
             graph = select_stages(get_active_graph(repo.index.graph), targets=targets, filters=filters)
         logger.info("%d stages selected", len(graph))
         summary, errors = _run_graph(graph, repo=repo, runner=stage_runner, resources=resources, marker=marker,
-                                     share_cores=runner == "threads", log=logger.info)
+                                     launcher=launcher, share_cores=runner == "threads", log=logger.info)
     if errors:
         stopped = len(graph) - sum(map(len, summary.values())) - len(errors)
         logger.error("%d stages failed, %d downstream of them not run", len(errors), stopped)
