@@ -19,10 +19,10 @@ PRIORS = Path("data/priors")  # <dataset>/<setting>/{cap,lime,ig}.parquet
 FUSED = Path("data/fused")  # <dataset>/<setting>/<combination>.parquet
 ADVERSARIAL = Path("data/adversarial")  # <dataset>/<setting>/{add,replace}.parquet
 MODELS = Path("models")  # <dataset>/<setting>/<model name>-seed<S>/, <dataset>/oracle-teacher-seed<S>/
-METRICS = Path("metrics")  # <dataset>/<setting>/<model name>-seed<S>.json, adversarial.json, teacher/diagnostics.json
+METRICS = Path("metrics")  # <dataset>/<setting>/<model name>-seed<S>.json, adversarial/<same>.json, teacher/diagnostics.json
 REPORTS = Path("reports")
 CURVES = REPORTS / "curves"  # <model folder below models/>.csv: training curves (DVC plots)
-ADVERSARIAL_METRICS = "adversarial.json"  # beside a setting's students' metrics: the attack stage's
+ADVERSARIAL_METRICS = "adversarial"  # folder beside a setting's students' metrics: the attack stages'
 HEATMAPS = REPORTS / "heatmaps"  # <dataset>/<setting>/{index.html,<id>.png}
 
 DATASET_SCHEMA = {"id": pl.String, "text": pl.String, "label": pl.String}
@@ -73,9 +73,9 @@ def student_metrics_file(dataset: str, setting: str, name: str, seed: int) -> Pa
     return METRICS / dataset / setting / f"{name}-seed{seed}.json"
 
 
-def adversarial_metrics_file(dataset: str, setting: str) -> Path:
-    """The adversarial accuracies of every student of a setting, keyed by ``<model name>-seed<S>``."""
-    return METRICS / dataset / setting / ADVERSARIAL_METRICS
+def adversarial_metrics_file(dataset: str, setting: str, name: str, seed: int) -> Path:
+    """The adversarial accuracies (a DVC metric) of ``student_dir(dataset, setting, name, seed)``."""
+    return METRICS / dataset / setting / ADVERSARIAL_METRICS / f"{name}-seed{seed}.json"
 
 
 def dataset_split_file(dataset: str, split: str) -> Path:

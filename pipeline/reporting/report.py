@@ -3,7 +3,7 @@ ablation, the paper's figures.
 
 Input layout: ``metrics/<dataset>/<setting>/<model name>-seed<S>.json``, each a JSON object with the
 keys in ``METRIC_KEYS`` (all in percent), and where the setting has adversarial sets
-``metrics/<dataset>/<setting>/adversarial.json`` with ``ADVERSARIAL_KEYS`` per student. A student
+``metrics/<dataset>/<setting>/adversarial/<model name>-seed<S>.json`` with ``ADVERSARIAL_KEYS``. A student
 (a "method" row) is an objective, or an objective with a prior (``pipeline.artifacts.model_name``);
 its display name, its place in the tables, whether it is the paper's row and the ablation it is paired with come
 from the objective registry (``pipeline.training.objectives``: the registry's order, each class's ``display``, ``paper``
@@ -130,15 +130,14 @@ def collect(metrics_dir: Path) -> pl.DataFrame:
     metrics_dir = Path(metrics_dir)
     if not metrics_dir.is_dir():
         raise ArtifactError(f"{metrics_dir}: metrics directory not found (run the pipeline first)")
-    paths = sorted(p for p in metrics_dir.glob("*/*/*.json") if p.name != ADVERSARIAL_METRICS)
+    paths = sorted(metrics_dir.glob("*/*/*.json"))
     if not paths:
         raise ArtifactError(f"{metrics_dir}: no metrics files <dataset>/<setting>/<model name>-seed<S>.json")
-    attacked = {path.parent: _read_adversarial(path) for path in metrics_dir.glob(f"*/*/{ADVERSARIAL_METRICS}")}
     rows = []
     for path in paths:
-        row = _read_metrics(path)
-        adversarial = attacked.get(path.parent, {}).get(path.stem, {})
-        rows.append(row | {key: adversarial.get(key) for key in ADVERSARIAL_KEYS})
+        attacked = path.parent / ADVERSARIAL_METRICS / path.name
+        adversarial = _checked(_read_json_object(attacked), ADVERSARIAL_KEYS, where=str(attacked)) if attacked.is_file() else {}
+        rows.append(_read_metrics(path) | {key: adversarial.get(key) for key in ADVERSARIAL_KEYS})
     extra = {key: pl.Float64 for row in rows for key in row if key not in _SCHEMA}
     return pl.DataFrame(rows, schema=_SCHEMA | extra)
 
@@ -652,15 +651,6 @@ def _checked(record: dict, keys: tuple[str, ...], *, where: str) -> dict[str, fl
         if not low <= value <= 100.0:
             raise ArtifactError(f"{where}: key {key!r} = {value} is outside [{low:g}, 100] (expected percent)")
     return {key: float(record[key]) for key in keys}
-
-
-def _read_adversarial(path: Path) -> dict[str, dict[str, float]]:
-    """``<model name>-seed<S>`` -> its ``ADVERSARIAL_KEYS``."""
-    record = _read_json_object(path)
-    for student, values in record.items():
-        if not isinstance(values, dict):
-            raise ArtifactError(f"{path}: {student}: expected a JSON object, got {type(values).__name__}")
-    return {student: _checked(values, ADVERSARIAL_KEYS, where=f"{path}: {student}") for student, values in record.items()}
 
 
 def _read_metrics(path: Path) -> dict[str, object]:

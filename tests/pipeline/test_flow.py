@@ -130,7 +130,7 @@ def run_the_tiny_profile(project: Path, **runner: str) -> None:
         assert repo.status() == {}
     metrics = project / "metrics" / "banking77_tiny" / "k2-seed0"
     assert sorted(p.name for p in metrics.iterdir()) == [
-        "adversarial.json", "baseline-seed0.json", "guided.cap+ig+lime-seed0.json", "guided.cap-seed0.json",
+        "adversarial", "baseline-seed0.json", "guided.cap+ig+lime-seed0.json", "guided.cap-seed0.json",
         "guided.oracle-seed0.json", "guided.random-seed0.json", "teacher",
     ]
     dvc = subprocess.run([sys.executable, "-m", "dvc", "repro"], capture_output=True, text=True, check=True,
@@ -176,7 +176,7 @@ def test_the_tiny_profile_on_a_two_worker_dask_cluster_with_gpu_stages_holding_a
     with Repo(".") as repo:
         assert sorted(tasks.by_stage) == sorted(stage.name for stage in repo.index.graph)
     gpu = {"score", "train", "ig_prior", "oracle_teacher", "controls", "diagnostics", "adversarial", "guided",
-           "evaluate", "evaluate_guided", "attack", "heatmaps"}  # the tiny profile has no *_extra stages
+           "evaluate", "evaluate_guided", "attack", "attack_guided", "heatmaps"}  # the tiny profile has no *_extra stages
     for name, resources in tasks.by_stage.items():
         assert resources == ({"GPU": 1} if name.split("@")[0] in gpu else None), name
 

@@ -46,15 +46,14 @@ def _metrics(data_seed: int, train_seed: int, method: str) -> dict[str, float]:
 
 
 def _write(root: Path, dataset: str, setting: str, method: str, seed: int, record: dict) -> Path:
-    """The evaluate stage's file for the student, and its adversarial keys into the setting's attack file."""
+    """The evaluate stage's file for the student, and its adversarial keys into its attack stage's file."""
     path = root / dataset / setting / f"{method}-seed{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({k: v for k, v in record.items() if k not in ADVERSARIAL_KEYS}))
     attacked = {k: v for k, v in record.items() if k in ADVERSARIAL_KEYS}
     if attacked:
-        attack_file = path.parent / ADVERSARIAL_METRICS
-        students = json.loads(attack_file.read_text()) if attack_file.exists() else {}
-        attack_file.write_text(json.dumps(students | {path.stem: attacked}))
+        (path.parent / ADVERSARIAL_METRICS).mkdir(exist_ok=True)
+        (path.parent / ADVERSARIAL_METRICS / path.name).write_text(json.dumps(attacked))
     return path
 
 
