@@ -79,6 +79,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from pipeline.errors import CapflowError, ConfigError
+from pipeline.launcher import AVAILABLE as launcher_available
 from pipeline.launcher import run as launch
 from pipeline.launcher import stage_module, started
 from pipeline.params import CONF_DIR, PARAMS_FILE, ResourcesParams, compose_params, load_params
@@ -566,7 +567,7 @@ def capflow(
     # the runner starts its Dask cluster or client at the first submission, not here
     # the thread runner's stages start from a launcher on this machine; Dask workers start their own processes
     with (Repo(".") as repo, stage_runner, checkout_marker(repo) as marker,
-          started() if runner == "threads" else nullcontext() as launcher):
+          started() if runner == "threads" and launcher_available else nullcontext() as launcher):
         with lock_repo(repo):
             graph = select_stages(get_active_graph(repo.index.graph), targets=targets, filters=filters)
         logger.info("%d stages selected", len(graph))

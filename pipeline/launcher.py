@@ -13,6 +13,7 @@ starts, as DVC assumes when it hashes the stage's deps.
 Protocol: one Unix SOCK_SEQPACKET connection per command; the caller sends one JSON message
 (module, args, cwd, env) with two file descriptors (stdout, stderr) and reads back one message, the
 exit status as text. The launcher exits when its stdin closes (the flow ended or was killed).
+Linux only (:data:`AVAILABLE`); elsewhere the flow starts every command through /bin/sh.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from pipeline.errors import CapflowError
 # what the stages import from outside capflow (torch's model classes load lazily: BERT's is the students')
 PRELOAD = ("numpy", "polars", "pydantic", "typer", "yaml", "scipy.stats", "sklearn.linear_model", "torch",
            "transformers", "transformers.models.bert.modeling_bert", "captum.attr")
+# Unix SOCK_SEQPACKET sockets, and fork after importing torch, are Linux's (macOS has neither safely)
+AVAILABLE = sys.platform == "linux"
 _MESSAGE = 1 << 20  # bytes: the environment of a request fits many times
 _START_TIMEOUT_S = 300  # the imports take 5-10 s alone, minutes beside a busy flow
 
