@@ -73,9 +73,14 @@ def student_metrics_file(dataset: str, setting: str, name: str, seed: int) -> Pa
     return METRICS / dataset / setting / f"{name}-seed{seed}.json"
 
 
+def adversarial_metrics_of(metrics_file: Path) -> Path:
+    """The adversarial accuracies of the student whose evaluation metrics are ``metrics_file``, beside it."""
+    return metrics_file.parent / ADVERSARIAL_METRICS / metrics_file.name
+
+
 def adversarial_metrics_file(dataset: str, setting: str, name: str, seed: int) -> Path:
     """The adversarial accuracies (a DVC metric) of ``student_dir(dataset, setting, name, seed)``."""
-    return METRICS / dataset / setting / ADVERSARIAL_METRICS / f"{name}-seed{seed}.json"
+    return adversarial_metrics_of(student_metrics_file(dataset, setting, name, seed))
 
 
 def dataset_split_file(dataset: str, split: str) -> Path:

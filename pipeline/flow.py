@@ -59,6 +59,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import IO, Literal
 from uuid import uuid4
@@ -228,6 +229,19 @@ def _pump(stream: IO[str], log: Callable[[str], None], tail: deque[str]) -> None
         tail.append(line)
 
 
+def _stream(out: IO[str], err: IO[str], *, log: Callable[[str], None], stdout: deque[str], stderr: deque[str],
+            wait: Callable[[], int]) -> int:
+    """Log a running command's two pipes, keeping their tails, until ``wait`` returns its exit status."""
+    # both pipes read at once, or a chatty stderr fills its buffer and blocks the stage
+    readers = [threading.Thread(target=_pump, args=(stream, log, tail)) for stream, tail in ((out, stdout), (err, stderr))]
+    for reader in readers:
+        reader.start()
+    returncode = wait()
+    for reader in readers:
+        reader.join()
+    return returncode
+
+
 def _worker_name() -> str:
     """This Dask worker's address and host, or the host alone in a thread of the flow's process."""
     try:
@@ -297,27 +311,18 @@ def run_stage(*, name: str, commands: list[str], wdir: str, root: str, marker: s
     for command in commands:
         logger.info("> %s", command)
         target = stage_module(command, path=env["PATH"]) if launcher else None
-        # two pipes read at once, or a chatty stderr fills its buffer and blocks the stage
         if target:
             (out_read, out_write), (err_read, err_write) = os.pipe(), os.pipe()
-            reader = threading.Thread(target=_pump, args=(os.fdopen(err_read), logger.info, stderr))
-            reader.start()
-            with os.fdopen(out_read) as out:
-                pump = threading.Thread(target=_pump, args=(out, logger.info, stdout))
-                pump.start()
-                returncode = launch(launcher, module=target[0], args=target[1], cwd=wdir, env=env, stdout=out_write,
-                                    stderr=err_write)
-                pump.join()
-            reader.join()
+            with os.fdopen(out_read) as out, os.fdopen(err_read) as err:
+                wait = partial(launch, launcher, module=target[0], args=target[1], cwd=wdir, env=env,
+                               stdout=out_write, stderr=err_write)
+                returncode = _stream(out, err, log=logger.info, stdout=stdout, stderr=stderr, wait=wait)
         else:
             with subprocess.Popen(
                 command, shell=True, cwd=wdir, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             ) as process:
-                reader = threading.Thread(target=_pump, args=(process.stderr, logger.info, stderr))
-                reader.start()
-                _pump(process.stdout, logger.info, stdout)
-                reader.join()
-            returncode = process.returncode
+                returncode = _stream(process.stdout, process.stderr, log=logger.info, stdout=stdout, stderr=stderr,
+                                     wait=process.wait)
         if returncode != 0:
             last = next((line for line in reversed(stderr) if line.strip()), "(no stderr)")
             raise StageError(f"stage {name} failed (exit {returncode}): {last}")

@@ -42,6 +42,7 @@ PRELOAD = ("numpy", "polars", "pydantic", "typer", "yaml", "scipy.stats", "sklea
            "transformers", "transformers.models.bert.modeling_bert", "captum.attr")
 # Unix SOCK_SEQPACKET sockets, and fork after importing torch, are Linux's (macOS has neither safely)
 AVAILABLE = sys.platform == "linux"
+_SHELL = set("();<>|&$`*?[~")
 _MESSAGE = 1 << 20  # bytes: the environment of a request fits many times
 _START_TIMEOUT_S = 300  # the imports take 5-10 s alone, minutes beside a busy flow
 
@@ -53,8 +54,11 @@ class LauncherError(CapflowError):
 def stage_module(command: str, *, path: str) -> tuple[str, list[str]] | None:
     """The module and arguments of a `python -m <module> ...` command whose ``python`` on ``path`` is this
     interpreter; None for any other command (it runs through /bin/sh as before)."""
-    words = shlex.split(command)
-    if len(words) < 3 or words[0] != "python" or words[1] != "-m" or any(w in words for w in ("|", ";", "&&", ">")):
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)  # operators (|, >, &&, ;) become words
+    lexer.whitespace_split = True
+    words = list(lexer)
+    # anything /bin/sh would do besides splitting words (redirect, pipe, expansion, glob) stays with the shell
+    if len(words) < 3 or words[:2] != ["python", "-m"] or any(set(word) & _SHELL for word in words):
         return None
     python = shutil.which("python", path=path)
     if python is None or not os.path.samefile(python, sys.executable):

@@ -26,7 +26,7 @@ import polars as pl
 from scipy.stats import t as student_t
 from scipy.stats import wilcoxon
 
-from pipeline.artifacts import ADVERSARIAL_METRICS, model_name, parse_model_name
+from pipeline.artifacts import adversarial_metrics_of, model_name, parse_model_name
 from pipeline.errors import ArtifactError
 from pipeline.io import atomic_write
 from pipeline.params import setting_group
@@ -135,7 +135,7 @@ def collect(metrics_dir: Path) -> pl.DataFrame:
         raise ArtifactError(f"{metrics_dir}: no metrics files <dataset>/<setting>/<model name>-seed<S>.json")
     rows = []
     for path in paths:
-        attacked = path.parent / ADVERSARIAL_METRICS / path.name
+        attacked = adversarial_metrics_of(path)
         adversarial = _checked(_read_json_object(attacked), ADVERSARIAL_KEYS, where=str(attacked)) if attacked.is_file() else {}
         rows.append(_read_metrics(path) | {key: adversarial.get(key) for key in ADVERSARIAL_KEYS})
     extra = {key: pl.Float64 for row in rows for key in row if key not in _SCHEMA}

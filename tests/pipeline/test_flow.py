@@ -42,7 +42,7 @@ from pipeline.flow import (
     threads_per_stage,
 )
 from pipeline.params import ResourcesParams, compose_params
-from tests.conftest import REPO, edit_params, make_project
+from tests.conftest import REPO, dvc, edit_params, make_project
 
 FEWSHOT = Path("data/fewshot/banking77_mini")
 
@@ -133,9 +133,7 @@ def run_the_tiny_profile(project: Path, **runner: str) -> None:
         "adversarial", "baseline-seed0.json", "guided.cap+ig+lime-seed0.json", "guided.cap-seed0.json",
         "guided.oracle-seed0.json", "guided.random-seed0.json", "teacher",
     ]
-    dvc = subprocess.run([sys.executable, "-m", "dvc", "repro"], capture_output=True, text=True, check=True,
-                         env=os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
-    assert "Data and pipelines are up to date." in dvc.stdout
+    assert "Data and pipelines are up to date." in dvc(project, "repro")
 
 
 @pytest.fixture

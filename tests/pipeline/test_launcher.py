@@ -87,5 +87,8 @@ def test_only_python_m_of_this_interpreter_goes_to_the_launcher():
     assert stage_module("python -m stages.train banking77 k5-seed0 baseline 0", path=path) == (
         "stages.train", ["banking77", "k5-seed0", "baseline", "0"])
     assert stage_module("python -m stages.report > log.txt", path=path) is None
+    for shell in ("python -m stages.report >log.txt", "python -m stages.report 2>&1", "python -m stages.x $HOME",
+                  "python -m stages.x a|tee b", "python -m stages.x *.json"):
+        assert stage_module(shell, path=path) is None, shell
     assert stage_module("python stages/report.py", path=path) is None
     assert stage_module("python -m stages.report", path="/nonexistent") is None
