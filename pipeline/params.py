@@ -339,6 +339,10 @@ class EvaluationParams(_Section):
     targets: list[str] = Field(
         [], description="datasets (of data.datasets, same labels) whose test splits every student is also evaluated on"
     )
+    target_faithfulness: bool = Field(
+        True, description="ERASER on each target's test split too (REGEX's out-of-domain claim); off, targets get "
+        "accuracy and transfer gap only (AGM's and ALIGN's claims; ERASER was most of their evaluation time)"
+    )
     group_column: str | None = Field(
         None, description="a column kept by data.datasets.<name>.columns: average and worst-group accuracy over label x group"
     )

@@ -7,7 +7,7 @@ the top words by the student's own Integrated Gradients toward its predicted lab
 ``comprehensiveness_grad_input`` / ``sufficiency_grad_input`` (the rationale by gradient x input),
 ``average_group_accuracy`` / ``worst_group_accuracy`` (over label x group cells of the test split),
 and per target dataset ``accuracy@<target>``, ``transfer_gap@<target>`` (accuracy - accuracy@target)
-and the faithfulness keys ``...@<target>``.
+and, with ``target_faithfulness``, the faithfulness keys ``...@<target>``.
 On a decoy benchmark (``pipeline.data.decoy``): ``decoy_matched_accuracy`` and ``decoy_randomised_accuracy``
 (the test copies with the true label's / a random label's decoy), ``decoy_flip_rate`` (the percent of
 test sentences whose prediction changes from the matched to the swapped copy) and ``decoy_mass`` (a
@@ -231,8 +231,9 @@ def evaluate_student(model, tokenizer, *, test: pl.DataFrame, validation: pl.Dat
             raise ConfigError(f"evaluation.targets: {name} has label {unknown[0]!r}, which the student does not know")
         target_probabilities = predict(frame["text"].to_list())
         accuracy = _accuracy(model, frame, target_probabilities)
-        metrics |= {f"accuracy@{name}": accuracy, f"transfer_gap@{name}": metrics["accuracy"] - accuracy,
-                    **faithful(frame, target_probabilities, at=f"@{name}")}
+        metrics |= {f"accuracy@{name}": accuracy, f"transfer_gap@{name}": metrics["accuracy"] - accuracy}
+        if params.target_faithfulness:
+            metrics |= faithful(frame, target_probabilities, at=f"@{name}")
     if decoy_copies is not None:
         metrics |= decoy_metrics(model, tokenizer, decoy_copies, decoys=decoys, predict=predict, params=params,
                                  max_length=max_length)

@@ -312,6 +312,55 @@ def further_metrics(frame: pl.DataFrame) -> str:
     ])
 
 
+def training_fit(curves_dir: Path) -> str:
+    """Whether every row fits: each student's logged training CE (its curve, ``pipeline.artifacts.training_curve_file``)
+    averaged over its first and its last quarter of steps, then over the students of a (setting group, dataset, method).
+
+    Args:
+        curves_dir: the directory holding ``<dataset>/<setting>/<model name>-seed<S>.csv`` (step, loss, ce, align);
+            teachers' curves one level up are not students' and are left out.
+
+    Returns:
+        a Markdown section; empty when the directory holds no student curve.
+
+    Raises:
+        ArtifactError: a curve is misnamed, unreadable or has no finite ``ce`` values (names the file).
+    """
+    rows = []
+    for path in sorted(Path(curves_dir).glob("*/*/*.csv")):
+        name = _FILE_NAME.fullmatch(path.with_suffix(".json").name)
+        if name is None:
+            raise ArtifactError(f"{path}: file name is not <model name>-seed<S>.csv")
+        try:
+            ce = pl.read_csv(path)["ce"].to_numpy()
+        except (pl.exceptions.PolarsError, OSError) as error:
+            raise ArtifactError(f"{path}: not a training curve with a 'ce' column ({error})") from None
+        if len(ce) == 0 or not np.isfinite(ce).all():
+            raise ArtifactError(f"{path}: column 'ce' is empty or holds a non-finite value")
+        quarter = max(1, len(ce) // 4)
+        rows.append((setting_group(path.parent.name), path.parent.parent.name, name["method"],
+                     float(ce[:quarter].mean()), float(ce[-quarter:].mean()), len(ce)))
+    if not rows:
+        return ""
+    curves = pl.DataFrame(rows, schema=["setting_group", "dataset", "method", "first", "last", "steps"], orient="row")
+    lines = ["## Training fit", "",
+             "Each student's logged training cross-entropy (its curve under `reports/curves/`, `dvc plots show`), mean "
+             "over its first and its last quarter of steps, then mean ± sd over the students of a row: a row whose "
+             "CE does not fall did not fit, and its other numbers say little.", "",
+             "| Setting | Dataset | Method | n | steps | CE, first quarter | CE, last quarter |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for group, runs in _groups(curves):
+        for dataset in _ordered(runs["dataset"], DATASETS):
+            ours = runs.filter(pl.col("dataset") == dataset)
+            for method in _methods(ours["method"]):
+                row = ours.filter(pl.col("method") == method)
+                fewest, most = int(row["steps"].min()), int(row["steps"].max())
+                lines.append(_markdown_row([group, _name(dataset, DATASETS), display_name(method), str(len(row)),
+                                            str(most) if fewest == most else f"{fewest}–{most}",
+                                            _mean_sd(row["first"].to_list()), _mean_sd(row["last"].to_list())]))
+    return "\n".join(lines) + "\n"
+
+
 def positive_controls(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> str:
     """The decoy benchmarks: does a prior make the student ignore a planted shortcut?
 
@@ -576,7 +625,7 @@ def oracle_note(frame: pl.DataFrame, *, max_train: int | None) -> str:
 
 
 def write_report(*, metrics_dir: Path, out: Path, ceilings: dict[str, str] | None = None,
-                 oracle_max_train: int | None = None) -> Path:
+                 oracle_max_train: int | None = None, curves_dir: Path | None = None) -> Path:
     """Write ``out/results.md`` and the DVC plots files ``out/accuracy_by_method.csv`` and
     ``out/positive_controls.csv`` (``positive_controls_plot``), atomically.
 
@@ -585,6 +634,7 @@ def write_report(*, metrics_dir: Path, out: Path, ceilings: dict[str, str] | Non
         out: the report directory (created if missing).
         ceilings: decoy dataset -> its ceiling twin (``positive_controls``).
         oracle_max_train: the oracle teacher's pool cap (``priors.oracle.max_train``; ``oracle_note``).
+        curves_dir: the students' training curves (``training_fit``); None leaves the section out.
 
     Returns:
         the path of results.md.
@@ -604,6 +654,7 @@ def write_report(*, metrics_dir: Path, out: Path, ceilings: dict[str, str] | Non
             paired_tests(frame),
             ablation_tests(frame),
             further_metrics(frame),
+            training_fit(curves_dir) if curves_dir is not None else "",
             positive_controls(frame, ceilings=ceilings or {}),
             prior_alignment(frame),
             teacher_diagnostics(collect_diagnostics(metrics_dir)),

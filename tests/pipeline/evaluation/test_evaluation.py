@@ -59,6 +59,12 @@ def test_profiles_ask_for_targets_groups_and_a_second_rationale(minilm):
     for suffix in ("", "_grad_input"):
         for at in ("", "@other"):
             assert np.isfinite(metrics[f"comprehensiveness{suffix}{at}"]) and np.isfinite(metrics[f"sufficiency{suffix}{at}"])
+    accuracy_only = evaluate_student(model, tokenizer, test=test, validation=test, targets={"other": _frame(wrong)},
+                                     params=params.model_copy(update={"target_faithfulness": False}), max_length=32,
+                                     device="cpu")
+    assert {key for key in accuracy_only if key.endswith("@other")} == {"accuracy@other", "transfer_gap@other"}
+    assert {key: accuracy_only[key] for key in ("comprehensiveness", "accuracy@other")} == {
+        key: metrics[key] for key in ("comprehensiveness", "accuracy@other")}
     with pytest.raises(ConfigError, match="evaluation.group_column: the test split has no column 'category'"):
         evaluate_student(model, tokenizer, test=_frame(names), validation=test, params=params, max_length=32, device="cpu")
 

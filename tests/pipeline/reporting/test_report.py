@@ -23,6 +23,7 @@ from pipeline.reporting.report import (
     paper_comparison,
     results_table,
     teacher_diagnostics,
+    training_fit,
     write_report,
 )
 from pipeline.training.objectives import OBJECTIVES
@@ -246,6 +247,35 @@ def test_write_report_writes_markdown_and_plot_csv(metrics_dir: Path, tmp_path: 
     # no temporaries; no decoy benchmark here, so the positive controls' plot has its header only
     assert sorted(p.name for p in out.iterdir()) == ["accuracy_by_method.csv", "positive_controls.csv", "results.md"]
     assert pl.read_csv(out / "positive_controls.csv").is_empty() and "## Positive controls" not in text
+
+
+def _curve(path: Path, ce: list[float]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame({"step": range(len(ce)), "loss": ce, "ce": ce, "align": [0.0] * len(ce)}).write_csv(path)
+
+
+def test_training_fit_averages_each_students_first_and_last_quarter_of_steps(tmp_path: Path):
+    curves = tmp_path / "curves"
+    _curve(curves / "sst2" / "k32-seed0" / "baseline-seed0.csv", [0.7, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    _curve(curves / "sst2" / "k32-seed1" / "baseline-seed0.csv", [0.9, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.3])
+    _curve(curves / "sst2" / "k32-seed0" / "regex-seed0.csv", [0.69] * 9)  # 9 steps: quarters of 2
+    _curve(curves / "sst2" / "oracle-teacher-seed0.csv", [5.0])  # a teacher's, not a row's
+    text = training_fit(curves)
+    header = "| Setting | Dataset | Method | n | steps | CE, first quarter | CE, last quarter |"
+    assert header in text
+    rows = [line for line in text.splitlines() if line.startswith("| k32")]
+    assert rows == ["| k32 | sst2 | Baseline | 2 | 8 | 0.75 ± 0.07 | 0.20 ± 0.07 |",
+                    "| k32 | sst2 | REGEX | 1 | 9 | 0.69 ± – | 0.69 ± – |"]
+    assert training_fit(tmp_path / "nothing") == ""
+    _curve(curves / "sst2" / "k32-seed0" / "agm-seed0.csv", [0.5, float("nan")])
+    with pytest.raises(ArtifactError, match=r"agm-seed0.csv: column 'ce' is empty or holds a non-finite value"):
+        training_fit(curves)
+    (curves / "sst2" / "k32-seed0" / "agm-seed0.csv").write_text("step,loss\n0,0.5\n")
+    with pytest.raises(ArtifactError, match=r"agm-seed0.csv: not a training curve with a 'ce' column"):
+        training_fit(curves)
+    (curves / "sst2" / "k32-seed0" / "agm-seed0.csv").rename(curves / "sst2" / "k32-seed0" / "agm.csv")
+    with pytest.raises(ArtifactError, match=r"agm.csv: file name is not <model name>-seed<S>.csv"):
+        training_fit(curves)
 
 
 @pytest.mark.parametrize(
