@@ -85,8 +85,14 @@ FORMS: dict[str, tuple[str, dict, str | None]] = {
     # decoy's label, which needs --rate below 1 (at 1.0 it is the label itself)
     "agm": ("agm", {"lambda_mask": 300.0}, None),
     "agm-random": ("agm-random", {"lambda_mask": 300.0}, None),
+    # AGM with Ross et al.'s penalty on its own top tokens (SIBLINGS §1's option `rrr`): d sum_k log p_k does not
+    # saturate as d log p_y does once the decoy is learnt; the weight is chosen on the randomised validation
+    "agm-rrr-1e4": ("agm", {"lambda_mask": 1e4, "rrr": True}, None),
+    "agm-rrr-1e5": ("agm", {"lambda_mask": 1e5, "rrr": True}, None),
+    "agm-rrr-1e4-random": ("agm-random", {"lambda_mask": 1e4, "rrr": True}, None),
+    "agm-rrr-1e5-random": ("agm-random", {"lambda_mask": 1e5, "rrr": True}, None),
     "regex": ("regex", {"attribution": "grad_input"}, None),
-    "regex-no-explanation": ("regex-no-explanation", {}, None),
+    "regex-no-explanation": ("regex-no-explanation", {"attribution": "grad_input"}, None),  # unused at γ = δ = 0
     "align": ("align", {"warmup_epochs": 1}, None),
     "align-fixed": ("align-fixed", {"warmup_epochs": 1}, None),
     "ex2l": ("ex2l", {"confounder": DECOY_COLUMN}, None),
@@ -161,16 +167,16 @@ SUMMARY_COLUMNS = ("validation_accuracy", "test_accuracy", "matched_accuracy", "
 
 
 def ablation_form(form: str, forms: set[str]) -> str | None:
-    """The form ``form`` is paired with as its ablation: its objective's registered ablation (``Objective.ablation``)
-    with the same settings, i.e. the form named after the ablating objective, or ``<form>-random`` for a prior."""
+    """The form ``form`` is paired with as its ablation: among ``forms``, the one with its objective's registered
+    ablation (``Objective.ablation``: another objective, or another prior) and the same settings otherwise."""
     from pipeline.training.objectives import objective_class
 
-    objective_name, _, prior = FORMS[form]
+    objective_name, settings, prior = FORMS[form]
     ablation = objective_class(objective_name).ablation
-    if ablation is None:
+    if ablation is None or (ablation.prior and prior is None):
         return None
-    name = ablation.objective if ablation.objective else f"{form}-{ablation.prior}" if prior else None
-    return name if name in forms else None
+    wanted = (ablation.objective or objective_name, settings, ablation.prior or prior)
+    return next((other for other in sorted(forms) if FORMS.get(other) == wanted), None)
 
 
 def summary(files: list[Path]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import polars as pl
@@ -50,6 +51,11 @@ def test_every_stage_runs_and_metrics_are_finite(project):
     report = (project / "reports" / "results.md").read_text()
     assert "CAP Hybrid" in report and "Baseline" in report and "Oracle IG (control)" in report
     assert "## Teacher diagnostics" in report and "MDE Acc" in report
+    # every trained student's curve is read into the training-fit table (the teacher's is not a row)
+    fit = [line for line in report.partition("## Training fit")[2].splitlines() if line.startswith("| k2 |")]
+    students = list((project / "metrics" / SETTING).glob("*-seed0.json"))
+    assert len(fit) == len(students) > 0, fit
+    assert all(re.search(r"\| 1 \| \d+ \| \d+\.\d\d ± – \| \d+\.\d\d ± – \|$", line) for line in fit), fit
     first = stats(project)
     assert first["llm_queries"] + first["cache_hits"] == first["queries"] > 0
     # the tiny profile's adversarial sets come from the LLM generator, its prompts recorded beside them
