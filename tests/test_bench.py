@@ -38,11 +38,14 @@ def test_the_decoy_control_summary_pairs_each_form_with_the_baseline_and_its_reg
     from decoy_control import SUMMARY_COLUMNS, summary
 
     randomised = {"baseline": [50, 52, 54], "agm": [60, 60, 61], "agm-random": [51, 52, 52],
-                  "rrr-1e5": [70, 72, 74], "rrr-1e5-random": [50, 51, 53]}
+                  "rrr-1e5": [70, 72, 74], "rrr-1e5-random": [50, 51, 53],
+                  "agm-rrr-1e5": [55, 55, 55], "agm-rrr-1e5-random": [54, 55, 56]}
     rows = [{"form": form, "seed": seed, **dict.fromkeys(SUMMARY_COLUMNS, 1.0), "randomised_accuracy": value}
             for form, values in randomised.items() for seed, value in enumerate(values)]
     pl.DataFrame(rows).write_csv(tmp_path / "rows.csv")
     table = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in summary([tmp_path / "rows.csv"]).splitlines()}
     assert table["agm"][-2].startswith("+8.33 ") and table["agm"][-1].startswith("+8.67 ") and "vs agm-random" in table["agm"][-1]
     assert table["rrr-1e5"][-1].startswith("+20.67 ") and "vs rrr-1e5-random" in table["rrr-1e5"][-1]
+    # an ablation has the same settings as its row: AGM at another weight and penalty is not agm-rrr-1e5's
+    assert table["agm-rrr-1e5"][-1].startswith("+0.00 ") and "vs agm-rrr-1e5-random" in table["agm-rrr-1e5"][-1]
     assert table["agm-random"][-1].strip(" |") == "" and table["baseline"][-2].strip() == ""
