@@ -324,7 +324,8 @@ def training_fit(curves_dir: Path) -> str:
         a Markdown section; empty when the directory holds no student curve.
 
     Raises:
-        ArtifactError: a curve is misnamed, unreadable or has no finite ``ce`` values (names the file).
+        ArtifactError: a curve is misnamed, in a folder that is not a setting, unreadable or has no finite ``ce``
+            values (names the file).
     """
     rows = []
     for path in sorted(Path(curves_dir).glob("*/*/*.csv")):
@@ -337,8 +338,12 @@ def training_fit(curves_dir: Path) -> str:
             raise ArtifactError(f"{path}: not a training curve with a 'ce' column ({error})") from None
         if len(ce) == 0 or not np.isfinite(ce).all():
             raise ArtifactError(f"{path}: column 'ce' is empty or holds a non-finite value")
+        try:
+            group = setting_group(path.parent.name)
+        except ValueError as error:
+            raise ArtifactError(f"{path}: {error}") from None
         quarter = max(1, len(ce) // 4)
-        rows.append((setting_group(path.parent.name), path.parent.parent.name, name["method"],
+        rows.append((group, path.parent.parent.name, name["method"],
                      float(ce[:quarter].mean()), float(ce[-quarter:].mean()), len(ce)))
     if not rows:
         return ""

@@ -273,7 +273,11 @@ def test_training_fit_averages_each_students_first_and_last_quarter_of_steps(tmp
     (curves / "sst2" / "k32-seed0" / "agm-seed0.csv").write_text("step,loss\n0,0.5\n")
     with pytest.raises(ArtifactError, match=r"agm-seed0.csv: not a training curve with a 'ce' column"):
         training_fit(curves)
-    (curves / "sst2" / "k32-seed0" / "agm-seed0.csv").rename(curves / "sst2" / "k32-seed0" / "agm.csv")
+    (curves / "sst2" / "k32-seed0" / "agm-seed0.csv").unlink()
+    _curve(curves / "sst2" / "k32-extra" / "agm-seed0.csv", [0.5])
+    with pytest.raises(ArtifactError, match=r"k32-extra/agm-seed0.csv: "):
+        training_fit(curves)
+    (curves / "sst2" / "k32-extra" / "agm-seed0.csv").rename(curves / "sst2" / "k32-seed0" / "agm.csv")
     with pytest.raises(ArtifactError, match=r"agm.csv: file name is not <model name>-seed<S>.csv"):
         training_fit(curves)
 
