@@ -67,6 +67,7 @@ WILCOXON_MIN_PAIRS = 6  # below 6 non-zero pairs the exact two-sided p is never 
 MDE_ALPHA, MDE_POWER = 0.05, 0.8
 
 _FILE_NAME = re.compile(r"(?P<method>.+)-seed(?P<seed>\d+)\.json")
+_CURVE_NAME = re.compile(r"(?P<method>.+)-seed(?P<seed>\d+)\.csv")
 _SCHEMA = {
     "dataset": pl.String,
     "setting_group": pl.String,
@@ -329,7 +330,7 @@ def training_fit(curves_dir: Path) -> str:
     """
     rows = []
     for path in sorted(Path(curves_dir).glob("*/*/*.csv")):
-        name = _FILE_NAME.fullmatch(path.with_suffix(".json").name)
+        name = _CURVE_NAME.fullmatch(path.name)
         if name is None:
             raise ArtifactError(f"{path}: file name is not <model name>-seed<S>.csv")
         try:
@@ -338,12 +339,8 @@ def training_fit(curves_dir: Path) -> str:
             raise ArtifactError(f"{path}: not a training curve with a 'ce' column ({error})") from None
         if len(ce) == 0 or not np.isfinite(ce).all():
             raise ArtifactError(f"{path}: column 'ce' is empty or holds a non-finite value")
-        try:
-            group = setting_group(path.parent.name)
-        except ValueError as error:
-            raise ArtifactError(f"{path}: {error}") from None
         quarter = max(1, len(ce) // 4)
-        rows.append((group, path.parent.parent.name, name["method"],
+        rows.append((_setting_group_of(path), path.parent.parent.name, name["method"],
                      float(ce[:quarter].mean()), float(ce[-quarter:].mean()), len(ce)))
     if not rows:
         return ""
@@ -716,16 +713,21 @@ def _read_metrics(path: Path) -> dict[str, object]:
     record = _read_json_object(path)
     metrics = _checked(record, METRIC_KEYS + tuple(k for k in record if k not in METRIC_KEYS), where=str(path))
     setting = path.parent.name
-    try:
-        group = setting_group(setting)
-    except ValueError as error:
-        raise ArtifactError(f"{path}: {error}") from None
     return {
         "dataset": path.parent.parent.name,
-        "setting_group": group,
+        "setting_group": _setting_group_of(path),
         "replicate": f"{setting}/seed{int(name['seed'])}",
         "method": name["method"],
     } | metrics
+
+
+def _setting_group_of(path: Path) -> str:
+    """The setting group of a student's file ``<dataset>/<setting>/<file>``; ArtifactError naming the file if its
+    folder is not a setting."""
+    try:
+        return setting_group(path.parent.name)
+    except ValueError as error:
+        raise ArtifactError(f"{path}: {error}") from None
 
 
 def _table_metrics(frame: pl.DataFrame) -> dict[str, str]:
