@@ -105,7 +105,8 @@ def fit_student(params: Params, *, sentences: pl.DataFrame, labels: list[str], o
         train=training_examples(sentences, labels=labels, prior=prior, columns=found.columns),
         epochs=epochs or student.epochs, lr=student.lr, batch_size=batch_size or student.batch_size,
         warmup_fraction=student.warmup_fraction,
-        max_length=student.max_length, max_grad_norm=student.max_grad_norm, clip=student.clip, seed=seed, device=device,
+        max_length=student.max_length, max_grad_norm=student.max_grad_norm, clip=student.clip,
+        gradient_split=student.log_gradient_split, seed=seed, device=device,
     )
     return model, tokenizer, log, modules
 

@@ -2,7 +2,7 @@
 
 One loop for CPU and CUDA: AdamW, linear warm-up then linear decay, gradient clipping (the whole
 gradient, or the cross-entropy's and the other terms' each on their own: ``_step_gradients``, which
-also measures both norms), bfloat16 autocast on CUDA only. ``seed`` fixes the shuffling (a private
+can also measure both norms), bfloat16 autocast on CUDA only. ``seed`` fixes the shuffling (a private
 ``torch.Generator``) and every dropout mask (``set_seed``); the classifier head is seeded where it
 is drawn (``pipeline.models.load_student``). The objective (``pipeline.training.objectives``) says what the
 batches carry, which extra modules train beside the classifier and which phases each step runs.
@@ -32,7 +32,7 @@ from pipeline.training.objectives.base import Batch, Objective, Task
 MODULES_FILE = "modules.pt"  # the extra modules' state dicts, beside a checkpoint that has any
 _LOG_SCHEMA = {
     "step": pl.Int64, "epoch": pl.Int64, "lr": pl.Float64, "loss": pl.Float64, "ce": pl.Float64, "align": pl.Float64,
-    "grad_norm_ce": pl.Float64, "grad_norm_rest": pl.Float64,
+    "grad_norm": pl.Float64, "grad_norm_ce": pl.Float64, "grad_norm_rest": pl.Float64,
 }
 Clip = Literal["total", "per_term", "none"]
 CURVE_COLUMNS = ("step", "loss", "ce", "align")  # the training log's columns that dvc.yaml plots by step
@@ -78,6 +78,7 @@ def train_student(
     max_grad_norm: float = 1.0,
     clip: Clip = "total",
     log_every: int = 1,
+    gradient_split: bool = True,
 ) -> tuple[PreTrainedModel, pl.DataFrame, dict[str, nn.Module]]:
     """Fine-tune a sequence classifier with ``objective``'s loss.
 
@@ -106,12 +107,15 @@ def train_student(
             the loss's gradient (beta x alignment, ...) each on its own before adding them, so a
             large alignment gradient cannot shrink the cross-entropy step; ``"none"`` does not clip.
         log_every: log one row every this many steps.
+        gradient_split: measure the norms of the cross-entropy's gradient and the rest's on their own
+            every step: one extra cross-entropy backward per step (~25 % of a guided step on CPU).
+            ``clip="per_term"`` measures them anyway; off, both are NaN where the loss has more terms.
 
     Returns:
         (model in eval mode, log, extra modules by name in eval mode). The log has one row per
         logged step: step (1-based), epoch (0-based), lr (the rate used by that step), loss, ce,
-        grad_norm_ce and grad_norm_rest (the L2 norms of the gradients of ce and of loss - ce,
-        before clipping) of the step's last phase, align (NaN for objectives that do not log it)
+        grad_norm, grad_norm_ce and grad_norm_rest (the L2 norms of the gradients of loss, ce and
+        loss - ce, before clipping) of the step's last phase, align (NaN for objectives that do not log it)
         and every further term the objective logs.
     """
     _check_examples(train, objective=objective)
@@ -156,7 +160,8 @@ def train_student(
                         ce = F.cross_entropy(logits.float(), batch.labels)
                         loss, terms = objective.loss(model=model, modules=modules, batch=batch, logits=logits, ce=ce,
                                                      phase=phase.name, epoch=epoch)
-                    norm_ce, norm_rest = _step_gradients(parameters, ce=ce, loss=loss, clip=clip, max_norm=max_grad_norm)
+                    norms = _step_gradients(parameters, ce=ce, loss=loss, clip=clip, max_norm=max_grad_norm,
+                                            split=gradient_split)
                     for name in phase.updates:
                         optimizers[name].step()
                         stepped.add(name)
@@ -169,7 +174,7 @@ def train_student(
                 update(1)
                 if step % log_every == 0:
                     rows.append({"step": step, "epoch": epoch, "lr": rate, "loss": loss.item(), "ce": ce.item(),
-                                 "align": math.nan, "grad_norm_ce": norm_ce, "grad_norm_rest": norm_rest, **parts})
+                                 "align": math.nan, **norms._asdict(), **parts})
     extra = {key: pl.Float64 for row in rows for key in row if key not in _LOG_SCHEMA}
     return model.eval(), pl.DataFrame(rows, schema=_LOG_SCHEMA | extra), {name: m.eval() for name, m in modules.items()}
 
@@ -184,47 +189,55 @@ def _unfreeze_only(trained: Mapping[str, nn.Module], names: tuple[str, ...]) -> 
     return [p for name in names for p in trained[name].parameters()]
 
 
-def _step_gradients(parameters: list[nn.Parameter], *, ce: Tensor, loss: Tensor, clip: Clip,
-                    max_norm: float) -> tuple[float, float]:
-    """Write the clipped gradient of ``loss`` into the ``.grad`` of ``parameters``; return the norms of d ce and d (loss - ce).
+class GradientNorms(NamedTuple):
+    """L2 norms of one phase's gradients before clipping, as the training log names them."""
 
-    The cross-entropy gradient is taken first (its graph kept), then ``loss``'s; their difference is
-    the gradient of every other term, so the split costs one extra cross-entropy backward. In a
-    phase where ce does not depend on ``parameters`` (a frozen classifier), the whole gradient is
-    the rest's and d ce is 0.
+    grad_norm: float  # of the loss
+    grad_norm_ce: float  # of the cross-entropy (NaN: not measured)
+    grad_norm_rest: float  # of loss - ce, every other term (NaN: not measured)
+
+
+def _step_gradients(parameters: list[nn.Parameter], *, ce: Tensor, loss: Tensor, clip: Clip, max_norm: float,
+                    split: bool = True) -> GradientNorms:
+    """Write the clipped gradient of ``loss`` into the ``.grad`` of ``parameters``; return its norms.
+
+    The split into d ce and d (loss - ce) costs one extra cross-entropy backward (d ce first, its
+    graph kept, then d loss; the rest is their difference): it is taken where ``clip="per_term"``
+    needs it or ``split`` asks for it. It is free where the loss is the cross-entropy (the rest is
+    0) and in a phase where ce does not depend on ``parameters`` (a frozen classifier: d ce is 0).
     """
 
-    def grads(value: Tensor, *, retain: bool) -> list[Tensor]:
+    def grads(value: Tensor, *, retain: bool = False) -> list[Tensor]:
         found = torch.autograd.grad(value, parameters, retain_graph=retain, allow_unused=True)
         return [torch.zeros_like(p) if g is None else g for p, g in zip(parameters, found)]
 
     def norm(tensors: list[Tensor]) -> float:
         return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors])).item()
 
-    if not ce.requires_grad:  # a phase that does not update the classifier's inputs to ce: everything is "rest"
-        grad_rest = grads(loss, retain=False)
-        norm_rest = norm(grad_rest)
-        scale = 1.0 if clip == "none" else min(1.0, max_norm / (norm_rest + 1e-6))
-        clipped, norm_ce = [g * scale for g in grad_rest], 0.0
+    def scaled(tensors: list[Tensor], size: float) -> list[Tensor]:
+        scale = 1.0 if clip == "none" else min(1.0, max_norm / (size + 1e-6))
+        return [t * scale for t in tensors]
+
+    if ce.requires_grad and loss is not ce and (split or clip == "per_term"):
+        grad_ce = grads(ce, retain=True)
+        grad_total = grads(loss)
+        grad_rest = [t - c for t, c in zip(grad_total, grad_ce)]
+        norms = GradientNorms(norm(grad_total), norm(grad_ce), norm(grad_rest))
+        clipped = ([c + r for c, r in zip(scaled(grad_ce, norms.grad_norm_ce), scaled(grad_rest, norms.grad_norm_rest))]
+                   if clip == "per_term" else scaled(grad_total, norms.grad_norm))
     else:
-        split = loss is not ce  # more terms than the cross-entropy: take its gradient on its own first
-        grad_ce = grads(ce, retain=True) if split else None
-        grad_total = grads(loss, retain=False)
-        if not split:  # cross-entropy only: its gradient is the whole gradient
-            grad_ce, grad_rest = grad_total, []
+        grad_total = grads(loss)
+        total = norm(grad_total)
+        if not ce.requires_grad:  # a phase that does not update the classifier's inputs to ce: everything is "rest"
+            norms = GradientNorms(total, 0.0, total)
+        elif loss is ce:
+            norms = GradientNorms(total, total, 0.0)
         else:
-            grad_rest = [t - c for t, c in zip(grad_total, grad_ce)]
-        norm_ce, norm_rest = norm(grad_ce), (norm(grad_rest) if split else 0.0)
-        if clip == "per_term" and split:
-            scale_ce, scale_rest = (min(1.0, max_norm / (n + 1e-6)) for n in (norm_ce, norm_rest))
-            clipped = [c * scale_ce + r * scale_rest for c, r in zip(grad_ce, grad_rest)]
-        else:  # as torch.nn.utils.clip_grad_norm_ on the whole gradient
-            total = norm(grad_total) if split else norm_ce
-            scale = 1.0 if clip == "none" else min(1.0, max_norm / (total + 1e-6))
-            clipped = [g * scale for g in grad_total]
+            norms = GradientNorms(total, math.nan, math.nan)
+        clipped = scaled(grad_total, total)  # per_term with one term is the total clip
     for p, g in zip(parameters, clipped):
         p.grad = g
-    return norm_ce, norm_rest
+    return norms
 
 
 def write_training_curve(log: pl.DataFrame, path: str | Path) -> None:

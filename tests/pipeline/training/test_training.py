@@ -35,12 +35,12 @@ def student(make_minilm):
 TASK = Task(num_labels=N_LABELS)
 
 
-def _train(student, train, objective, *, epochs=2, seed=0, lr=1e-4):
+def _train(student, train, objective, *, epochs=2, seed=0, lr=1e-4, gradient_split=True):
     model, tokenizer, initial = student
     model.load_state_dict(initial)
     model, log, _ = train_student(
         model=model, tokenizer=tokenizer, train=train, objective=objective, task=TASK, epochs=epochs, lr=lr,
-        batch_size=4, warmup_fraction=0.25, seed=seed, device="cpu",
+        batch_size=4, warmup_fraction=0.25, seed=seed, device="cpu", gradient_split=gradient_split,
     )
     return model, log
 
@@ -84,8 +84,8 @@ def test_training_is_deterministic_for_a_seed(student, examples):
 
 def test_baseline_logs_cross_entropy_only_and_a_linear_schedule(student, examples):
     _, log = _train(student, examples, Baseline(), epochs=3, lr=1e-3)
-    assert log.columns == ["step", "epoch", "lr", "loss", "ce", "align", "grad_norm_ce", "grad_norm_rest"]
-    assert (log["grad_norm_ce"] > 0).all() and (log["grad_norm_rest"] == 0).all()
+    assert log.columns == ["step", "epoch", "lr", "loss", "ce", "align", "grad_norm", "grad_norm_ce", "grad_norm_rest"]
+    assert (log["grad_norm_ce"] > 0).all() and log["grad_norm"].equals(log["grad_norm_ce"]) and (log["grad_norm_rest"] == 0).all()
     assert log["step"].to_list() == list(range(1, 7)) and log["epoch"].to_list() == [0, 0, 1, 1, 2, 2]
     assert log["align"].is_nan().all()  # the baseline has no alignment term
     assert log["loss"].equals(log["ce"])
@@ -124,24 +124,30 @@ def test_predict_proba_matches_the_model_and_ignores_batching(student, examples)
     np.testing.assert_allclose(probabilities[0], expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("split", [True, False])
 @pytest.mark.parametrize("clip", ["per_term", "total", "none"])
-def test_step_gradients_split_and_clip_the_cross_entropy_and_the_rest(clip):
+def test_step_gradients_split_and_clip_the_cross_entropy_and_the_rest(clip, split):
     # loss = ce + rest on a linear layer: d ce / dw = 3 * a, d rest / dw = 4 * b with a, b unit and orthogonal
     layer = torch.nn.Linear(2, 1, bias=False)
     layer.weight.data.zero_()
     w = layer.weight
     ce = 3.0 * w[0, 0] + 0.0 * w.sum()
     rest = 4.0 * w[0, 1]
-    norms = _step_gradients(list(layer.parameters()), ce=ce, loss=ce + rest, clip=clip, max_norm=1.0)
-    assert norms == pytest.approx((3.0, 4.0))
+    norms = _step_gradients(list(layer.parameters()), ce=ce, loss=ce + rest, clip=clip, max_norm=1.0, split=split)
+    measured = split or clip == "per_term"  # per_term clipping needs the split
+    np.testing.assert_allclose(norms, (5.0, 3.0, 4.0) if measured else (5.0, math.nan, math.nan), rtol=1e-6)
     expected = {"per_term": [1.0, 1.0], "total": [3.0 / 5, 4.0 / 5], "none": [3.0, 4.0]}[clip]
     np.testing.assert_allclose(w.grad[0].numpy(), expected, rtol=1e-5)
 
 
-def test_guided_training_logs_both_gradient_norms(student, examples):
+def test_guided_training_logs_both_gradient_norms_and_the_split_only_measures(student, examples):
     _, log = _train(student, _with_prior(examples), Guided(ig_steps=2, beta=5.0), epochs=1)
     assert (log["grad_norm_ce"] > 0).all() and (log["grad_norm_rest"] > 0).all()
     assert log.select(pl.col("grad_norm_ce", "grad_norm_rest").is_finite().all()).row(0) == (True, True)
+    # without the split the same steps are taken (same losses, same gradient norms); the two parts are not measured
+    _, unsplit = _train(student, _with_prior(examples), Guided(ig_steps=2, beta=5.0), epochs=1, gradient_split=False)
+    assert unsplit.select("loss", "ce", "align", "grad_norm").equals(log.select("loss", "ce", "align", "grad_norm"))
+    assert unsplit["grad_norm_ce"].is_nan().all() and unsplit["grad_norm_rest"].is_nan().all()
 
 
 def test_the_training_curve_is_the_logs_loss_ce_and_align_by_step_under_reports_curves(tmp_path):
