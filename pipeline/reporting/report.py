@@ -315,52 +315,71 @@ def further_metrics(frame: pl.DataFrame) -> str:
 
 def training_fit(curves_dir: Path) -> str:
     """Whether every row fits: each student's logged training CE (its curve, ``pipeline.artifacts.training_curve_file``)
-    averaged over its first and its last quarter of steps, then over the students of a (setting group, dataset, method).
+    averaged over its first and its last quarter of steps, then over the students of a (setting group, dataset, method);
+    beside it the last-quarter means of the terms its objective names in ``fit_terms`` (ALIGN's mask mean and spread).
 
     Args:
-        curves_dir: the directory holding ``<dataset>/<setting>/<model name>-seed<S>.csv`` (step, loss, ce, align);
-            teachers' curves one level up are not students' and are left out.
+        curves_dir: the directory holding ``<dataset>/<setting>/<model name>-seed<S>.csv`` (step, loss, ce, align, then
+            the objective's terms); teachers' curves one level up are not students' and are left out.
 
     Returns:
         a Markdown section; empty when the directory holds no student curve.
 
     Raises:
-        ArtifactError: a curve is misnamed, in a folder that is not a setting, unreadable or has no finite ``ce``
-            values (names the file).
+        ArtifactError: a curve is misnamed, in a folder that is not a setting, unreadable, has no finite ``ce``
+            values or lacks a column of its objective's ``fit_terms`` (names the file).
     """
-    rows = []
+    rows, terms_of = [], {}  # terms_of: (setting group, dataset, method) -> each student's {term: last-quarter mean}
     for path in sorted(Path(curves_dir).glob("*/*/*.csv")):
         name = _CURVE_NAME.fullmatch(path.name)
         if name is None:
             raise ArtifactError(f"{path}: file name is not <model name>-seed<S>.csv")
         try:
-            ce = pl.read_csv(path)["ce"].to_numpy()
+            curve = pl.read_csv(path)
+            ce = curve["ce"].cast(pl.Float64).to_numpy()
         except (pl.exceptions.PolarsError, OSError) as error:
             raise ArtifactError(f"{path}: not a training curve with a 'ce' column ({error})") from None
         if len(ce) == 0 or not np.isfinite(ce).all():
             raise ArtifactError(f"{path}: column 'ce' is empty or holds a non-finite value")
         quarter = max(1, len(ce) // 4)
-        rows.append((_setting_group_of(path), path.parent.parent.name, name["method"],
-                     float(ce[:quarter].mean()), float(ce[-quarter:].mean()), len(ce)))
+        terms = {}
+        for term in _fit_terms(name["method"]):
+            if term not in curve.columns:
+                raise ArtifactError(f"{path}: no column {term!r}, which its objective reports (fit_terms)")
+            last = curve[term].cast(pl.Float64).fill_null(math.nan).to_numpy()[-quarter:]
+            terms[term] = float(np.nanmean(last)) if np.isfinite(last).any() else math.nan
+        key = (_setting_group_of(path), path.parent.parent.name, name["method"])
+        rows.append((*key, float(ce[:quarter].mean()), float(ce[-quarter:].mean()), len(ce)))
+        terms_of.setdefault(key, []).append(terms)
     if not rows:
         return ""
     curves = pl.DataFrame(rows, schema=["setting_group", "dataset", "method", "first", "last", "steps"], orient="row")
     lines = ["## Training fit", "",
              "Each student's logged training cross-entropy (its curve under `reports/curves/`, `dvc plots show`), mean "
              "over its first and its last quarter of steps, then mean ± sd over the students of a row: a row whose "
-             "CE does not fall did not fit, and its other numbers say little.", "",
-             "| Setting | Dataset | Method | n | steps | CE, first quarter | CE, last quarter |",
-             "|---|---|---|---:|---:|---:|---:|"]
+             "CE does not fall did not fit, and its other numbers say little. Own terms: the terms the "
+             "objective itself reports (its `fit_terms`), over the last quarter.", "",
+             "| Setting | Dataset | Method | n | steps | CE, first quarter | CE, last quarter | Own terms, last quarter |",
+             "|---|---|---|---:|---:|---:|---:|---|"]
     for group, runs in _groups(curves):
         for dataset in _ordered(runs["dataset"], DATASETS):
             ours = runs.filter(pl.col("dataset") == dataset)
             for method in _methods(ours["method"]):
                 row = ours.filter(pl.col("method") == method)
                 fewest, most = int(row["steps"].min()), int(row["steps"].max())
+                students = terms_of[(group, dataset, method)]
+                terms = "; ".join(f"{term} {_mean_sd_or_dash(pl.Series([t[term] for t in students]).fill_nan(None))}"
+                                  for term in _fit_terms(method))
                 lines.append(_markdown_row([group, _name(dataset, DATASETS), display_name(method), str(len(row)),
                                             str(most) if fewest == most else f"{fewest}–{most}",
-                                            _mean_sd(row["first"].to_list()), _mean_sd(row["last"].to_list())]))
+                                            _mean_sd(row["first"].to_list()), _mean_sd(row["last"].to_list()), terms]))
     return "\n".join(lines) + "\n"
+
+
+def _fit_terms(model: str) -> tuple[str, ...]:
+    """The logged terms the objective of the student ``model`` reports in the training-fit table (none if unregistered)."""
+    objective, _ = parse_model_name(model)
+    return objective_class(objective).fit_terms if objective in OBJECTIVES else ()
 
 
 def positive_controls(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> str:

@@ -35,7 +35,7 @@ _LOG_SCHEMA = {
     "grad_norm": pl.Float64, "grad_norm_ce": pl.Float64, "grad_norm_rest": pl.Float64,
 }
 Clip = Literal["total", "per_term", "none"]
-CURVE_COLUMNS = ("step", "loss", "ce", "align")  # the training log's columns that dvc.yaml plots by step
+CURVE_COLUMNS = ("step", "loss", "ce", "align")  # the training log's columns that dvc.yaml plots by step, first
 
 
 class Example(NamedTuple):
@@ -241,9 +241,11 @@ def _step_gradients(parameters: list[nn.Parameter], *, ce: Tensor, loss: Tensor,
 
 
 def write_training_curve(log: pl.DataFrame, path: str | Path) -> None:
-    """Write the training log's loss, CE and alignment by step to the CSV ``path`` (a DVC plot), atomically."""
+    """Write the training log's loss, CE and alignment by step, then the objective's own logged terms, to the
+    CSV ``path`` (a DVC plot), atomically."""
+    terms = [c for c in log.columns if c not in _LOG_SCHEMA]
     with atomic_write(path) as tmp:
-        log.select(CURVE_COLUMNS).write_csv(tmp, float_precision=6)
+        log.select(*CURVE_COLUMNS, *terms).write_csv(tmp, float_precision=6)
 
 
 def _collate(

@@ -247,6 +247,7 @@ class Align(Objective):
 
     display = "ALIGN"
     ablation = Ablation("fixed mask", objective="align-fixed")
+    fit_terms = ("mask_mean", "mask_spread")  # a mask that keeps everything, or one value per sentence, is blind
     keep_rate: float = 0.3
     temperature: float = 0.5
     lambda2: float = 0.1

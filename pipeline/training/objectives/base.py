@@ -127,12 +127,15 @@ class Objective:
         paper: the paper's method (one objective): its prior rows are the paper's rows, named by their
             prior alone ("CAP Hybrid"), and its CAP Hybrid row is compared with the paper's figures.
         ablation: the row each of its rows is paired with in the report's ablation table; None = none.
+        fit_terms: logged terms the report's training-fit table shows beside the CE (mean over the last
+            quarter of steps): what says whether the objective's own mechanism worked (ALIGN's mask).
     """
 
     display: ClassVar[str]
     needs_prior: ClassVar[bool] = False
     paper: ClassVar[bool] = False
     ablation: ClassVar[Ablation | None] = None
+    fit_terms: ClassVar[tuple[str, ...]] = ()
 
     def _check_non_negative(self, *names: str) -> None:
         """Refuse a negative setting, naming the objective (its registry prefix) and the setting."""

@@ -73,6 +73,7 @@ class Ex2l(Objective):
 
     display = "eX2L"
     ablation = Ablation("λ = 0 (multitask)", objective="ex2l-multitask")
+    fit_terms = ("dice", "empty_maps")  # Dice met by switching the maps off is not met
     confounder: str = "category"
     mu: float = 1.0
     lam: float = 1.0

@@ -249,9 +249,9 @@ def test_write_report_writes_markdown_and_plot_csv(metrics_dir: Path, tmp_path: 
     assert pl.read_csv(out / "positive_controls.csv").is_empty() and "## Positive controls" not in text
 
 
-def _curve(path: Path, ce: list[float]) -> None:
+def _curve(path: Path, ce: list[float], **terms: list[float | None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame({"step": range(len(ce)), "loss": ce, "ce": ce, "align": [0.0] * len(ce)}).write_csv(path)
+    pl.DataFrame({"step": range(len(ce)), "loss": ce, "ce": ce, "align": [0.0] * len(ce), **terms}).write_csv(path)
 
 
 def test_training_fit_averages_each_students_first_and_last_quarter_of_steps(tmp_path: Path):
@@ -260,13 +260,24 @@ def test_training_fit_averages_each_students_first_and_last_quarter_of_steps(tmp
     _curve(curves / "sst2" / "k32-seed1" / "baseline-seed0.csv", [0.9, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.3])
     _curve(curves / "sst2" / "k32-seed0" / "regex-seed0.csv", [0.69] * 9)  # 9 steps: quarters of 2
     _curve(curves / "sst2" / "oracle-teacher-seed0.csv", [5.0])  # a teacher's, not a row's
+    # ALIGN reports its mask (fit_terms); a phase that does not log a term leaves it empty, left out of the mean
+    _curve(curves / "sst2" / "k32-seed0" / "align-seed0.csv", [0.6, 0.5, 0.4, 0.3],
+           mask_mean=[0.9, 0.5, 0.4, 0.2], mask_spread=[0.0, 0.1, 0.2, None])
+    _curve(curves / "sst2" / "k32-seed0" / "align-seed1.csv", [0.6, 0.5, 0.4, 0.3],
+           mask_mean=[0.9, 0.5, 0.4, 0.4], mask_spread=[0.0, 0.1, 0.2, 0.4])
     text = training_fit(curves)
-    header = "| Setting | Dataset | Method | n | steps | CE, first quarter | CE, last quarter |"
+    header = "| Setting | Dataset | Method | n | steps | CE, first quarter | CE, last quarter | Own terms, last quarter |"
     assert header in text
     rows = [line for line in text.splitlines() if line.startswith("| k32")]
-    assert rows == ["| k32 | sst2 | Baseline | 2 | 8 | 0.75 ± 0.07 | 0.20 ± 0.07 |",
-                    "| k32 | sst2 | REGEX | 1 | 9 | 0.69 ± – | 0.69 ± – |"]
+    assert rows == ["| k32 | sst2 | Baseline | 2 | 8 | 0.75 ± 0.07 | 0.20 ± 0.07 |  |",
+                    "| k32 | sst2 | REGEX | 1 | 9 | 0.69 ± – | 0.69 ± – |  |",
+                    "| k32 | sst2 | ALIGN | 2 | 4 | 0.60 ± 0.00 | 0.30 ± 0.00 | mask_mean 0.30 ± 0.14; mask_spread 0.40 ± – |"]
     assert training_fit(tmp_path / "nothing") == ""
+    _curve(curves / "sst2" / "k32-seed0" / "align-seed0.csv", [0.6, 0.5, 0.4, 0.3], mask_mean=[0.9, 0.5, 0.4, 0.2])
+    with pytest.raises(ArtifactError, match=r"align-seed0.csv: no column 'mask_spread', which its objective reports"):
+        training_fit(curves)
+    (curves / "sst2" / "k32-seed0" / "align-seed0.csv").unlink()
+    (curves / "sst2" / "k32-seed0" / "align-seed1.csv").unlink()
     _curve(curves / "sst2" / "k32-seed0" / "agm-seed0.csv", [0.5, float("nan")])
     with pytest.raises(ArtifactError, match=r"agm-seed0.csv: column 'ce' is empty or holds a non-finite value"):
         training_fit(curves)
