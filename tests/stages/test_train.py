@@ -7,7 +7,7 @@ from torch import nn
 
 from pipeline.artifacts import student_dir, student_metrics_file, training_curve_file
 from pipeline.params import load_params
-from pipeline.training.objectives import OBJECTIVES
+from pipeline.training.objectives import OBJECTIVES, objective_class
 from pipeline.training.objectives.base import ExtraModule, Objective, Phase
 from pipeline.training.students import fit_student
 from pipeline.training.training import MODULES_FILE
@@ -103,5 +103,9 @@ def test_every_sibling_trains_on_the_decoy_benchmark_by_config(workdir):
         train.main(decoy, "k5-seed0", objective, 0)
         log = __import__("polars").read_parquet(student_dir(decoy, "k5-seed0", objective, 0) / "train_log.parquet")
         assert len(log) == 4 and log["loss"].is_finite().all(), objective
+        # the curve carries the terms the report's training-fit table shows for the objective
+        curve = __import__("polars").read_csv(training_curve_file(student_dir(decoy, "k5-seed0", objective, 0)))
+        fit_terms = objective_class(objective).fit_terms
+        assert set(fit_terms) <= set(curve.columns) and (objective not in ("align", "ex2l") or fit_terms), objective
     saved = torch.load(student_dir(decoy, "k5-seed0", "ex2l", 0) / MODULES_FILE)
     assert saved["confounder"]["weight"].shape[0] == 5  # one output per label whose decoy can be planted
