@@ -11,8 +11,8 @@ endif
 # `make run` is the Prefect flow (pipeline/flow.py): independent stages at once, as many as params.yaml's
 # `resources` allows (gpu_stages that run a model, cpu_stages others; the paper profile: one model stage
 # on its GPU), each with an equal share of the cores (pipeline.flow.threads_per_stage): small stages
-# spend half their time importing torch, which one core does alone. Prefect's analytics are off:
-# offline they only log an error.
+# spend half their time importing torch, which one core does alone. Prefect's own settings (analytics off, a
+# longer start-up allowance for its temporary server) are pyproject.toml's [tool.prefect].
 
 .PHONY: install params run test test-vllm test-gpu bench clean
 
@@ -45,7 +45,7 @@ params: install
 	$(PY) -m pipeline.params profile=$(PROFILE)
 
 run: params
-	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) -m pipeline.flow
+	$(PY) -m pipeline.flow
 
 test: install
 	$(VENV)/bin/ruff check .

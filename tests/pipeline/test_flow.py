@@ -49,8 +49,8 @@ FEWSHOT = Path("data/fewshot/banking77_mini")
 
 @pytest.fixture(scope="module")
 def prefect_server() -> Iterator[None]:
-    """Prefect's temporary server on a throw-away database, started once for the module."""
-    with prefect_test_harness():
+    """Prefect's temporary server on a throw-away database, started once for the module (pyproject's start-up allowance)."""
+    with prefect_test_harness(server_startup_timeout=None):
         yield
 
 
@@ -325,6 +325,15 @@ def test_stages_running_at_once_share_the_cores_unless_the_environment_fixes_the
     assert threads_per_stage(3, cores=2) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads_per_stage(2, cores=2) is None
+
+
+def test_the_projects_prefect_settings_hold_for_a_flow_started_in_the_checkout() -> None:
+    """pyproject.toml's [tool.prefect]: the temporary server gets 120 s to start (20 s failed `make run` on busy cores)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    read = ("from prefect.settings import get_current_settings as s; "
+            "print(s().server.ephemeral.startup_timeout_seconds, s().server.analytics_enabled)")
+    shown = subprocess.run([sys.executable, "-c", read], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert shown.stdout.split() == ["120", "False"]
 
 
 # a fake stage: its start and end (ns) in runs/<name>, 1.5 s apart
