@@ -13,7 +13,9 @@ On a decoy benchmark (``pipeline.data.decoy``): ``decoy_matched_accuracy`` and `
 test sentences whose prediction changes from the matched to the swapped copy) and ``decoy_mass`` (a
 share in [0, 1], not percent: the mean share of |IG| on the decoy word, accurate IG with
 ``evaluation.decoy_ig_steps`` toward the predicted label, on ``evaluation.decoy_sentences`` sentences
-of the randomised copy in a fixed, id-seeded order). For a student trained with a prior:
+of the randomised copy in a fixed, id-seeded order) and ``decoy_ig_gap`` (the median over those sentences of that
+IG's relative completeness gap, ``pipeline.priors.ig.completeness_gaps``: how far the step count leaves the decoy
+mass from IG's limit). For a student trained with a prior:
 ``prior_cosine`` and ``prior_spearman`` (in [-1, 1]): per training sentence, the cosine and Spearman
 rho between the student's accurate |IG| toward the gold label and the prior it was given, averaged.
 ``adversarial_accuracy``'s: adv_add_accuracy, adv_replace_accuracy, adv_accuracy (both attacked sets
@@ -38,7 +40,7 @@ from pipeline.errors import ArtifactError, ConfigError
 from pipeline.evaluation.eraser import faithfulness
 from pipeline.evaluation.predict import predict_proba
 from pipeline.params import EvaluationParams
-from pipeline.priors.ig import ig_prior
+from pipeline.priors.ig import completeness_gaps, ig_prior
 
 
 def self_rationale(model, tokenizer, sentences: list[list[str]], *, params: EvaluationParams, max_length: int,
@@ -79,6 +81,16 @@ def accurate_ig(model, tokenizer, sentences: list[list[str]], *, labels: np.ndar
                     steps=params.decoy_ig_steps, internal_batch_size=params.batch_size, max_length=max_length)
 
 
+def decoy_mass_sample(randomised: pl.DataFrame, *, size: int) -> pl.DataFrame:
+    """The sentences of the randomised test copy the decoy mass is measured on.
+
+    A fixed sample, independent of the file's order (often grouped by label): the ``size`` rows first in an
+    order seeded by each sentence's id, with ``_row``, each row's index in ``randomised``.
+    """
+    order = [sentence_rng(seed=0, sentence_id=f"{i}/decoy-mass").uniform() for i in randomised["id"]]
+    return randomised.with_columns(pl.Series("_order", order)).with_row_index("_row").sort("_order").head(size)
+
+
 def decoy_metrics(model, tokenizer, copies: dict[str, pl.DataFrame], *, decoys: Sequence[str],
                   predict: Callable[[list[str]], np.ndarray], params: EvaluationParams, max_length: int) -> dict[str, float]:
     """The decoy benchmark's keys (module docstring) on its test copies.
@@ -93,7 +105,8 @@ def decoy_metrics(model, tokenizer, copies: dict[str, pl.DataFrame], *, decoys: 
         max_length: tokens per sentence.
 
     Returns:
-        decoy_matched_accuracy, decoy_randomised_accuracy, decoy_flip_rate (percent), decoy_mass (share).
+        decoy_matched_accuracy, decoy_randomised_accuracy, decoy_flip_rate (percent), decoy_mass and decoy_ig_gap
+        (shares).
 
     Raises:
         ArtifactError: the copies hold other sentences than each other.
@@ -104,18 +117,18 @@ def decoy_metrics(model, tokenizer, copies: dict[str, pl.DataFrame], *, decoys: 
             raise ArtifactError(f"decoy test copy {variant!r} holds other sentences than 'matched'; rerun the data stage")
     predicted = {variant: predict(frame["text"].to_list()) for variant, frame in copies.items()}
     flips = predicted["matched"].argmax(axis=1) != predicted["swapped"].argmax(axis=1)
-    # a fixed sample, independent of the file's order (often grouped by label)
-    randomised = copies["randomised"].with_columns(
-        pl.Series("_order", [sentence_rng(seed=0, sentence_id=f"{i}/decoy-mass").uniform() for i in ids])
-    ).with_row_index("_row").sort("_order").head(params.decoy_sentences)
+    randomised = decoy_mass_sample(copies["randomised"], size=params.decoy_sentences)
     sentences = [text.split() for text in randomised["text"]]
     labels = predicted["randomised"][randomised["_row"].to_numpy()].argmax(axis=1)
     scores = accurate_ig(model, tokenizer, sentences, labels=labels, params=params, max_length=max_length)
+    gaps = completeness_gaps(model, tokenizer, sentences=sentences, labels=torch.from_numpy(labels), scores=scores,
+                             batch_size=params.batch_size, max_length=max_length)
     return {
         "decoy_matched_accuracy": _accuracy(model, copies["matched"], predicted["matched"]),
         "decoy_randomised_accuracy": _accuracy(model, copies["randomised"], predicted["randomised"]),
         "decoy_flip_rate": 100.0 * float(flips.mean()),
         "decoy_mass": decoy_mass(scores, decoy_positions(sentences, decoys)),
+        "decoy_ig_gap": float(np.nanmedian(gaps)) if not np.isnan(gaps).all() else float("nan"),
     }
 
 

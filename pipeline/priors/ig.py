@@ -18,8 +18,8 @@ from torch import Tensor
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 from pipeline.artifacts import priors_frame
-from pipeline.attribution.attribution import pad_baseline, word_scores
-from pipeline.models import load_trained_student, resolve_device
+from pipeline.attribution.attribution import encode_words, length_batches, pad_baseline, word_scores
+from pipeline.models import eval_mode, load_trained_student, resolve_device
 
 if TYPE_CHECKING:
     from pipeline.params import Params
@@ -74,6 +74,53 @@ def ig_prior(
 
     return word_scores(model, tokenizer, sentences=sentences, attribute=attribute,
                        batch_size=max(1, internal_batch_size // steps), max_length=max_length)
+
+
+def completeness_gaps(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    sentences: Sequence[Sequence[str]],
+    labels: Tensor,
+    scores: Sequence[np.ndarray],
+    batch_size: int,
+    max_length: int = 128,
+) -> np.ndarray:
+    """How far :func:`ig_prior`'s scores are from IG's completeness, per sentence.
+
+    IG's attributions sum to f_y(x) - f_y(x') (x' the pad baseline, f_y the label's logit) only in the
+    limit of many steps; the relative gap |sum_w a_w - (f_y(x) - f_y(x'))| / |f_y(x) - f_y(x')| says how
+    far from that limit a step count is. A student trained to shape its input gradients can bend the path
+    so much that 32 steps leave gaps of 5-60 % (docs/results/2026-12-06-ig-convergence.md).
+
+    Args:
+        model: the classifier the scores were computed on.
+        tokenizer: its fast tokenizer.
+        sentences: N sentences, each a list of words.
+        labels: (N,) the class each sentence's scores are for.
+        scores: per sentence, its word scores from :func:`ig_prior` with these labels and ``max_length``.
+        batch_size: sentences per forward pass.
+        max_length: tokens per sentence, as for the scores.
+
+    Returns:
+        (N,) float64 gaps; NaN where f_y(x) = f_y(x').
+    """
+    labels = torch.as_tensor(labels)
+    if not len(labels) == len(scores) == len(sentences):
+        raise ValueError(f"completeness_gaps: {len(sentences)} sentences, {len(labels)} labels, {len(scores)} score rows")
+    device = next(model.parameters()).device
+    difference = np.zeros(len(sentences))
+    with torch.no_grad(), eval_mode(model):  # dropout off, as for the scores
+        for rows in length_batches(sentences, batch_size=batch_size):
+            encoding, word_index = encode_words(tokenizer, [sentences[i] for i in rows], max_length=max_length, device=device)
+            baseline = pad_baseline(input_ids=encoding["input_ids"], word_index=word_index, pad_token_id=tokenizer.pad_token_id)
+            logits = [model(input_ids=ids, attention_mask=encoding["attention_mask"]).logits
+                      for ids in (encoding["input_ids"], baseline)]
+            target = labels[torch.from_numpy(rows)].to(device)[:, None]
+            difference[rows] = (logits[0].gather(1, target) - logits[1].gather(1, target)).squeeze(1).double().cpu().numpy()
+    totals = np.array([float(np.sum(row)) for row in scores])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(difference != 0, np.abs(totals - difference) / np.abs(difference), np.nan)
 
 
 def checkpoint_ig(folder: Path, sentences: pl.DataFrame, *, params: Params) -> list[np.ndarray]:

@@ -54,11 +54,14 @@ PAPER = {
 }
 # the decoy benchmark's columns (pipeline.evaluation.evaluation): accuracies and flip rate in %, decoy mass a share,
 # cosine in [-1, 1]
-DECOY_KEYS = ("decoy_matched_accuracy", "decoy_randomised_accuracy", "decoy_flip_rate", "decoy_mass")
+DECOY_KEYS = ("decoy_matched_accuracy", "decoy_randomised_accuracy", "decoy_flip_rate", "decoy_mass", "decoy_ig_gap")
 PRIOR_KEYS = ("prior_cosine", "prior_spearman")  # a prior student's accurate IG against its prior
 PRIOR_DECOY_MASS = "decoy_mass:"  # collect_diagnostics' column prefix of a prior's share on the decoy
 CONTROL_COLUMNS = {"accuracy": "Clean", "decoy_matched_accuracy": "Matched", "decoy_randomised_accuracy": "Randomised",
-                   "decoy_flip_rate": "Flip rate", "decoy_mass": "Decoy mass", "prior_cosine": "Prior cos"}
+                   "decoy_flip_rate": "Flip rate", "decoy_mass": "Decoy mass", "decoy_ig_gap": "IG gap",
+                   "prior_cosine": "Prior cos"}
+# shown, not paired with the baseline: the baseline has no prior, and the gap is the decoy mass's precision, not an effect
+UNPAIRED_CONTROL_KEYS = (*PRIOR_KEYS, "decoy_ig_gap")
 # the positive controls' priors first, within each objective: the known answer, the controls, then the LLM's priors
 CONTROL_PRIORS = ("decoy_truth", "oracle", "random", "cap", "lime", "ig", "cap+ig+lime")
 BOOTSTRAP_RESAMPLES = 10_000
@@ -404,7 +407,7 @@ def positive_controls(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> str:
     if decoyed.is_empty():
         return ""
     columns = {key: label for key, label in CONTROL_COLUMNS.items() if key in frame.columns}
-    compared = {key: label for key, label in columns.items() if key not in PRIOR_KEYS}  # the baseline has no prior
+    compared = {key: label for key, label in columns.items() if key not in UNPAIRED_CONTROL_KEYS}
     lines = [
         "## Positive controls",
         "",
@@ -414,7 +417,9 @@ def positive_controls(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> str:
         "one that follows it falls towards chance. Flip rate: % of test sentences whose prediction changes when "
         "the decoy is swapped for another label's. Decoy mass: mean share of |IG| on the decoy (accurate IG "
         "toward the prediction, randomised test), a share in [0, 1], reported beside the accuracies, never "
-        "instead of them. Prior cos: cosine between a prior student's accurate |IG| and its prior on its "
+        "instead of them. IG gap: that IG's median relative completeness gap, the decoy mass's numerical precision "
+        "(a student trained on its input gradients can need more than `evaluation.decoy_ig_steps`). "
+        "Prior cos: cosine between a prior student's accurate |IG| and its prior on its "
         "training sentences. Ceiling: the baseline of the same data without decoys (clean accuracy).",
         "",
     ]

@@ -120,13 +120,15 @@ def test_a_decoy_benchmark_adds_its_keys_and_a_shortcut_student_follows_the_deco
     metrics = evaluate_student(model, tokenizer, test=test, validation=test, params=params, max_length=32, device="cpu",
                                decoy_copies=copies, decoys=list(DECOY_WORDS.values()), trained_on=decoyed, prior=prior)
     assert list(metrics)[4:] == ["decoy_matched_accuracy", "decoy_randomised_accuracy", "decoy_flip_rate", "decoy_mass",
-                                 "prior_cosine", "prior_spearman"]
+                                 "decoy_ig_gap", "prior_cosine", "prior_spearman"]
     assert all(np.isfinite(v) for v in metrics.values())
     # trained where the decoy always names the label, it follows the decoy: the swap flips most predictions
     assert metrics["decoy_matched_accuracy"] - metrics["decoy_randomised_accuracy"] >= 25
     assert metrics["decoy_flip_rate"] >= 40
     # and its accurate IG puts far more than a word's fair share (about 1/10) on the decoy
     assert 0.25 < metrics["decoy_mass"] <= 1
+    # measured with IG close enough to its limit that the mass means what it says (8 steps on a cross-entropy student)
+    assert 0 <= metrics["decoy_ig_gap"] < 0.1
     # the decoy_truth prior is 0 where this student attributes most: ranks disagree
     assert -1 <= metrics["prior_cosine"] <= 1 and metrics["prior_spearman"] < 0
 

@@ -397,7 +397,8 @@ def _decoy_metrics(root: Path) -> None:
             shift = 2.0 * seed if method == "guided.decoy_truth" else 0.3 * seed
             record = {"accuracy": clean + 0.1 * seed, "validation_accuracy": clean, "comprehensiveness": 30.0,
                       "sufficiency": 10.0, "decoy_matched_accuracy": matched - 0.1 * seed,
-                      "decoy_randomised_accuracy": randomised + shift, "decoy_flip_rate": flips, "decoy_mass": mass}
+                      "decoy_randomised_accuracy": randomised + shift, "decoy_flip_rate": flips, "decoy_mass": mass,
+                      "decoy_ig_gap": 0.01 * (seed + 1)}
             if cosine is not None:
                 record |= {"prior_cosine": cosine, "prior_spearman": cosine - 0.1}
             _write(root, "sst2_decoy", "k300-seed0", method, seed, record)
@@ -419,15 +420,17 @@ def test_positive_controls_show_each_row_beside_the_ceiling_with_paired_differen
     assert names == ["Baseline", "Decoy truth (control)", "Random (control)", display_name("rrr.decoy_truth"),
                      "Ceiling (sst2, no decoy)"]
     assert _row(text, section, "Baseline") == ["Baseline", "5", "80.20 ± 0.16", "99.80 ± 0.16", "52.60 ± 0.47",
-                                               "90.00 ± 0.00", "0.60 ± 0.00", "–"]
+                                               "90.00 ± 0.00", "0.60 ± 0.00", "0.03 ± 0.02", "–"]
     truth = _row(text, section, "Decoy truth (control)")
-    assert truth[4] == "74.00 ± 3.16" and truth[7] == "0.80 ± 0.00"
-    assert _row(text, section, "Ceiling (sst2, no decoy)") == ["Ceiling (sst2, no decoy)", "5", "83.00 ± 1.58"] + ["–"] * 5
+    assert truth[4] == "74.00 ± 3.16" and truth[8] == "0.80 ± 0.00"
+    assert _row(text, section, "Ceiling (sst2, no decoy)") == ["Ceiling (sst2, no decoy)", "5", "83.00 ± 1.58"] + ["–"] * 6
     paired = text.split("Paired difference", 1)[1]
     truth = _row(paired, "n pairs", "Decoy truth (control)")
     assert truth[1] == "5" and truth[4].startswith("+21.40 [") and truth[4].endswith("]*") and truth[5].startswith("-50.00")
     assert _row(paired, "n pairs", "Ceiling (sst2, no decoy)")[2].startswith("+2.80 [")
-    assert "Prior cos" not in paired.splitlines()[3]  # no paired cosine: the baseline had no prior
+    header = next(line for line in paired.splitlines() if line.startswith("| Method | n pairs"))
+    assert "Decoy mass" in header
+    assert "Prior cos" not in header and "IG gap" not in header  # no prior for the baseline; the gap is a precision
     # each row against its ablation where that was run: guided decoy truth vs guided random, not rrr (no rrr.random)
     ablation = text.split("## Positive controls: paired comparison with the ablation", 1)[1]
     truth = _row(ablation, section, "Decoy truth (control)")
