@@ -37,6 +37,7 @@ from pipeline.models import load_student  # noqa: E402
 from pipeline.params import DECOY_COLUMN  # noqa: E402
 from pipeline.priors.controls import random_prior  # noqa: E402
 from pipeline.training.objectives import get_objective  # noqa: E402
+from pipeline.training.objectives.align import word_embeddings  # noqa: E402
 from pipeline.training.objectives.base import Task  # noqa: E402
 from pipeline.training.training import Example, train_student  # noqa: E402
 
@@ -124,6 +125,21 @@ def own_ig(model, tokenizer, sentences, labels, *, steps: int, max_length: int) 
     return out
 
 
+def mask_on_decoy(model, tokenizer, masker: torch.nn.Module, sentences: list[list[str]], *, max_length: int) -> dict:
+    """ALIGN's learnt mask M on held-out sentences: its mean on the decoy's tokens and on the other words' tokens.
+
+    M > 1/2 keeps a token (about ``keep_rate`` of each sentence); a masker that drops the decoy gives it a low M.
+    """
+    encoding, word_index = encode_words(tokenizer, sentences, max_length=max_length)
+    real = word_index >= 0
+    with torch.no_grad():
+        embeds, _ = word_embeddings(model, input_ids=encoding["input_ids"], word_index=word_index)
+        mask = masker(embeds, attention_mask=encoding["attention_mask"], real=real)
+    positions = torch.as_tensor(decoy_positions(sentences, DECOYS.values()))[:, None]
+    on_decoy = real & (positions >= 0) & (word_index == positions)
+    return {"mask_decoy": round(float(mask[on_decoy].mean()), 4), "mask_other": round(float(mask[real & ~on_decoy].mean()), 4)}
+
+
 def run(form: str, seed: int, data: dict[str, pl.DataFrame], args) -> dict:
     objective_name, settings, prior_name = FORMS[form]
     objective = get_objective(objective_name, **settings)
@@ -137,13 +153,17 @@ def run(form: str, seed: int, data: dict[str, pl.DataFrame], args) -> dict:
     task = Task(num_labels=2, column_values={c: tuple(sorted(train[c].unique())) for c in objective.columns})
     model, tokenizer = load_student("all-minilm-l6-v2", num_labels=2, seed=seed)
     start = time.perf_counter()
-    model, log, _ = train_student(model=model, tokenizer=tokenizer, train=examples, objective=objective,
+    model, log, modules = train_student(model=model, tokenizer=tokenizer, train=examples, objective=objective,
                                   task=task, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                                   warmup_fraction=0.1, seed=seed, device="cpu", max_length=args.max_length,
                                   clip=args.clip)
     seconds = time.perf_counter() - start
-    row = {"form": form, "seed": seed, "train_seconds": round(seconds, 1),
-           "final_ce": float(log["ce"].tail(10).mean()), "final_align": float(log["align"].tail(10).mean())}
+    # loss - CE, the objective's own weighted terms, over the first and last 10 steps: do they act, or vanish once
+    # the decoy is learnt (AGM's penalty scales with 1 - p_y)?
+    added = log["loss"] - log["ce"]
+    row = {"form": form, "seed": seed, "train_seconds": round(seconds, 1), "final_ce": float(log["ce"].tail(10).mean()),
+           "final_align": float(log["align"].tail(10).mean()), "added_first": float(added.head(10).mean()),
+           "added_last": float(added.tail(10).mean())}
     if "own_norm" in log.columns:  # the student's attribution norm, early and late (the 1 / ||a|| defect)
         norms = log["own_norm"].drop_nans()
         row |= {"own_norm_first": float(norms.head(10).mean()), "own_norm_last": float(norms.tail(10).mean())}
@@ -160,6 +180,8 @@ def run(form: str, seed: int, data: dict[str, pl.DataFrame], args) -> dict:
     scores = own_ig(model, tokenizer, held_out, predictions["randomised"][: args.mass_sentences], steps=32,
                     max_length=args.max_length)
     row["decoy_mass"] = round(decoy_mass(scores, decoy_positions(held_out, DECOYS.values())), 4)
+    if "masker" in modules and not getattr(objective, "fixed_mask", True):  # ALIGN's learnt mask: does it drop the decoy?
+        row |= mask_on_decoy(model, tokenizer, modules["masker"], held_out, max_length=args.max_length)
     return row
 
 
