@@ -37,7 +37,7 @@ from pipeline.models import load_student  # noqa: E402
 from pipeline.params import DECOY_COLUMN  # noqa: E402
 from pipeline.priors.controls import random_prior  # noqa: E402
 from pipeline.training.objectives import get_objective  # noqa: E402
-from pipeline.training.objectives.align import word_embeddings  # noqa: E402
+from pipeline.training.objectives.align import Align, word_embeddings  # noqa: E402
 from pipeline.training.objectives.base import Task  # noqa: E402
 from pipeline.training.training import Example, train_student  # noqa: E402
 
@@ -125,18 +125,20 @@ def own_ig(model, tokenizer, sentences, labels, *, steps: int, max_length: int) 
     return out
 
 
-def mask_on_decoy(model, tokenizer, masker: torch.nn.Module, sentences: list[list[str]], *, max_length: int) -> dict:
+def mask_on_decoy(model, tokenizer, masker: torch.nn.Module, sentences: list[list[str]], *, positions: np.ndarray,
+                  max_length: int) -> dict:
     """ALIGN's learnt mask M on held-out sentences: its mean on the decoy's tokens and on the other words' tokens.
 
     M > 1/2 keeps a token (about ``keep_rate`` of each sentence); a masker that drops the decoy gives it a low M.
+    ``positions``: each sentence's decoy word index (``decoy_positions``; -1: none).
     """
     encoding, word_index = encode_words(tokenizer, sentences, max_length=max_length)
     real = word_index >= 0
     with torch.no_grad():
         embeds, _ = word_embeddings(model, input_ids=encoding["input_ids"], word_index=word_index)
         mask = masker(embeds, attention_mask=encoding["attention_mask"], real=real)
-    positions = torch.as_tensor(decoy_positions(sentences, DECOYS.values()))[:, None]
-    on_decoy = real & (positions >= 0) & (word_index == positions)
+    decoy = torch.as_tensor(positions)[:, None]
+    on_decoy = real & (decoy >= 0) & (word_index == decoy)
     return {"mask_decoy": round(float(mask[on_decoy].mean()), 4), "mask_other": round(float(mask[real & ~on_decoy].mean()), 4)}
 
 
@@ -179,9 +181,10 @@ def run(form: str, seed: int, data: dict[str, pl.DataFrame], args) -> dict:
     held_out = [t.split() for t in data["randomised"]["text"][: args.mass_sentences]]
     scores = own_ig(model, tokenizer, held_out, predictions["randomised"][: args.mass_sentences], steps=32,
                     max_length=args.max_length)
-    row["decoy_mass"] = round(decoy_mass(scores, decoy_positions(held_out, DECOYS.values())), 4)
-    if "masker" in modules and not getattr(objective, "fixed_mask", True):  # ALIGN's learnt mask: does it drop the decoy?
-        row |= mask_on_decoy(model, tokenizer, modules["masker"], held_out, max_length=args.max_length)
+    positions = decoy_positions(held_out, DECOYS.values())
+    row["decoy_mass"] = round(decoy_mass(scores, positions), 4)
+    if isinstance(objective, Align) and not objective.fixed_mask:  # ALIGN's learnt mask: does it drop the decoy?
+        row |= mask_on_decoy(model, tokenizer, modules["masker"], held_out, positions=positions, max_length=args.max_length)
     return row
 
 
