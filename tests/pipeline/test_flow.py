@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -442,7 +443,7 @@ def test_a_flow_killed_before_it_wrote_dvc_lock_restores_its_finished_stages_on_
             if runs.is_dir() and len([p for p in runs.rglob("*") if p.is_file() and p.suffix != ".tmp"]) == 2:
                 break
             assert flow.poll() is None, "the flow ended before it was killed"
-            __import__("time").sleep(0.1)
+            time.sleep(0.1)
         else:
             pytest.fail("the first two stages were not recorded in the run cache within 120 s")
     finally:
