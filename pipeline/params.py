@@ -334,6 +334,9 @@ class EvaluationParams(_Section):
         "alignment to its prior (prior_cosine, prior_spearman)"
     )
     decoy_sentences: int = Field(100, gt=0, description="randomised-test sentences the decoy mass is measured on")
+    alignment_sentences: int = Field(
+        100, gt=0, description="training sentences (at most) a prior-trained student's alignment to its prior is measured on"
+    )
     fractions: list[Annotated[float, Field(gt=0, le=1)]] = [0.01, 0.05, 0.10, 0.20, 0.50]
     batch_size: int = Field(64, gt=0)
     heatmap_sentences: int = Field(4, gt=0, description="test sentences drawn in reports/heatmaps (one per label)")
