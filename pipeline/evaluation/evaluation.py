@@ -35,6 +35,7 @@ from scipy.stats import spearmanr
 from pipeline.artifacts import ATTACKS
 from pipeline.attribution.attribution import gradient_x_input_words
 from pipeline.data.decoy import decoy_mass, decoy_positions
+from pipeline.data.fewshot import capped_pool
 from pipeline.data.groups import group_accuracy
 from pipeline.data.perturb import sentence_rng
 from pipeline.errors import ArtifactError, ConfigError
@@ -82,16 +83,14 @@ def accurate_ig(model, tokenizer, sentences: list[list[str]], *, labels: np.ndar
                     steps=params.decoy_ig_steps, internal_batch_size=params.batch_size, max_length=max_length)
 
 
-def fixed_sample(frame: pl.DataFrame, *, size: int, purpose: str) -> pl.DataFrame:
-    """A sample of ``size`` rows independent of the file's order (often grouped by label): the rows first in an
-    order seeded by each sentence's id and ``purpose``, with ``_row``, each row's index in ``frame``."""
-    order = [sentence_rng(seed=0, sentence_id=f"{i}/{purpose}").uniform() for i in frame["id"]]
-    return frame.with_columns(pl.Series("_order", order)).with_row_index("_row").sort("_order").head(size)
-
-
 def decoy_mass_sample(randomised: pl.DataFrame, *, size: int) -> pl.DataFrame:
-    """The sentences of the randomised test copy the decoy mass is measured on (``fixed_sample``)."""
-    return fixed_sample(randomised, size=size, purpose="decoy-mass")
+    """The sentences of the randomised test copy the decoy mass is measured on.
+
+    A fixed sample, independent of the file's order (often grouped by label): the ``size`` rows first in an
+    order seeded by each sentence's id, with ``_row``, each row's index in ``randomised``.
+    """
+    order = [sentence_rng(seed=0, sentence_id=f"{i}/decoy-mass").uniform() for i in randomised["id"]]
+    return randomised.with_columns(pl.Series("_order", order)).with_row_index("_row").sort("_order").head(size)
 
 
 def decoy_metrics(model, tokenizer, copies: dict[str, pl.DataFrame], *, decoys: Sequence[str],
@@ -138,8 +137,8 @@ def decoy_metrics(model, tokenizer, copies: dict[str, pl.DataFrame], *, decoys: 
 def prior_alignment(model, tokenizer, *, sentences: pl.DataFrame, prior: pl.DataFrame, params: EvaluationParams,
                     max_length: int) -> dict[str, float]:
     """How close a student's accurate attribution is to the prior it was trained with, on its training sentences
-    (at most ``evaluation.alignment_sentences`` of them, a ``fixed_sample``: at 600 sentences this IG was 70 % of
-    an evaluation).
+    (at most ``evaluation.alignment_sentences`` of them, drawn as the oracle's pool cap, ``capped_pool``: at 600
+    sentences this IG was 70 % of an evaluation).
 
     Per sentence: the student's |IG| (``evaluation.decoy_ig_steps`` steps, toward the gold label) against
     the prior's scores, by cosine (left out where either is all zero) and Spearman rho (left out where
@@ -161,8 +160,7 @@ def prior_alignment(model, tokenizer, *, sentences: pl.DataFrame, prior: pl.Data
     Raises:
         ArtifactError: a training sentence has no prior or another number of words (names the id).
     """
-    if sentences.height > params.alignment_sentences:
-        sentences = fixed_sample(sentences, size=params.alignment_sentences, purpose="prior-alignment")
+    sentences = capped_pool(sentences, max_rows=params.alignment_sentences, seed=0)
     scores = dict(zip(prior["id"], prior["scores"]))
     targets = []
     for sentence_id, text in zip(sentences["id"], sentences["text"]):

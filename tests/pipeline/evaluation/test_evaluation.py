@@ -154,15 +154,16 @@ def test_prior_alignment_is_one_against_the_students_own_attribution(decoy_stude
 
 def test_prior_alignment_reads_at_most_alignment_sentences_a_sample_fixed_by_id(decoy_student):
     from pipeline.artifacts import priors_frame
-    from pipeline.evaluation.evaluation import fixed_sample, prior_alignment
+    from pipeline.data.fewshot import capped_pool
+    from pipeline.evaluation.evaluation import prior_alignment
 
     model, tokenizer, decoyed, _, _ = decoy_student
     words = [t.split() for t in decoyed["text"]]
     rng = np.random.default_rng(0)
     prior = priors_frame(decoyed["id"].to_list(), words, [rng.random(len(w)) for w in words])
     params = PARAMS.model_copy(update={"decoy_ig_steps": 8, "alignment_sentences": 4})
-    sample = fixed_sample(decoyed, size=4, purpose="prior-alignment")
-    assert fixed_sample(decoyed.reverse(), size=4, purpose="prior-alignment")["id"].to_list() == sample["id"].to_list()
+    sample = capped_pool(decoyed, max_rows=4, seed=0)
+    assert capped_pool(decoyed.reverse(), max_rows=4, seed=0)["id"].to_list() == sample["id"].to_list()
     capped = prior_alignment(model, tokenizer, sentences=decoyed, prior=prior, params=params, max_length=32)
     assert capped == prior_alignment(model, tokenizer, sentences=sample, prior=prior, params=params, max_length=32)
     everything = params.model_copy(update={"alignment_sentences": len(decoyed)})
