@@ -420,7 +420,8 @@ def positive_controls(frame: pl.DataFrame, *, ceilings: dict[str, str]) -> str:
         "instead of them. IG gap: that IG's median relative completeness gap, the decoy mass's numerical precision "
         "(a student trained on its input gradients can need more than `evaluation.decoy_ig_steps`). "
         "Prior cos: cosine between a prior student's accurate |IG| and its prior on its "
-        "training sentences. Ceiling: the baseline of the same data without decoys (clean accuracy).",
+        "training sentences (at most `evaluation.alignment_sentences`, a sample fixed by sentence id). "
+        "Ceiling: the baseline of the same data without decoys (clean accuracy).",
         "",
     ]
     for group, sub in _groups(decoyed):
@@ -472,7 +473,8 @@ def prior_alignment(frame: pl.DataFrame) -> str:
     if aligned.is_empty():
         return ""
     lines = ["## Alignment of prior students to their priors", "",
-             "Per training sentence, the cosine and Spearman ρ between the student's accurate |IG| (toward the gold "
+             "Per training sentence (at most `evaluation.alignment_sentences` of them, a sample fixed by sentence "
+             "id), the cosine and Spearman ρ between the student's accurate |IG| (toward the gold "
              "label, `evaluation.decoy_ig_steps` steps) and the prior it was trained with, averaged; mean ± sd over "
              "replicates. A loss that changes attributions moves these towards 1.", ""]
     for group, sub in _groups(aligned):
