@@ -337,6 +337,10 @@ class EvaluationParams(_Section):
     alignment_sentences: int = Field(
         100, gt=0, description="training sentences (at most) a prior-trained student's alignment to its prior is measured on"
     )
+    eraser_sentences: int | None = Field(
+        None, gt=0, description="sentences (at most, a sample fixed by id) of each test split that ERASER reads; "
+        "None: all. Accuracy always reads the whole split"
+    )
     fractions: list[Annotated[float, Field(gt=0, le=1)]] = [0.01, 0.05, 0.10, 0.20, 0.50]
     batch_size: int = Field(64, gt=0)
     heatmap_sentences: int = Field(4, gt=0, description="test sentences drawn in reports/heatmaps (one per label)")

@@ -64,7 +64,27 @@ def faithfulness(
     *,
     fractions: Sequence[float] = FRACTIONS,
 ) -> dict[str, float]:
-    """ERASER comprehensiveness and sufficiency (AOPC over ``fractions``), in percent.
+    """ERASER comprehensiveness and sufficiency (AOPC over ``fractions``), in percent: the means of ``aopc``.
+
+    Returns:
+        {"comprehensiveness": float, "sufficiency": float}: means over sentences of the per-sentence
+        AOPC, times 100.
+    """
+    comprehensiveness, sufficiency = aopc(predict_proba, sentences, scores, fractions=fractions)
+    return {
+        "comprehensiveness": 100.0 * float(comprehensiveness.mean()),
+        "sufficiency": 100.0 * float(sufficiency.mean()),
+    }
+
+
+def aopc(
+    predict_proba: Callable[[list[str]], np.ndarray],
+    sentences: Sequence[Sequence[str]],
+    scores: Sequence[np.ndarray],
+    *,
+    fractions: Sequence[float] = FRACTIONS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sentence ERASER comprehensiveness and sufficiency, each averaged over ``fractions`` (AOPC).
 
     Args:
         predict_proba: texts -> class probabilities, shape (len(texts), C); called once with
@@ -75,8 +95,7 @@ def faithfulness(
         fractions: rationale sizes k as fractions of the sentence, each in (0, 1].
 
     Returns:
-        {"comprehensiveness": float, "sufficiency": float}: means over sentences of the per-sentence
-        AOPC, times 100.
+        (comprehensiveness, sufficiency): each of shape (N,), probability differences (not percent).
     """
     if len(sentences) == 0:
         raise ValueError("faithfulness needs at least one sentence")
@@ -106,10 +125,7 @@ def faithfulness(
     p_only = probs[at_only, predicted[:, None]]  # (N, K)
     comprehensiveness = (p_y[:, None] - p_without).mean(axis=1)  # AOPC per sentence, (N,)
     sufficiency = (p_y[:, None] - p_only).mean(axis=1)
-    return {
-        "comprehensiveness": 100.0 * float(comprehensiveness.mean()),
-        "sufficiency": 100.0 * float(sufficiency.mean()),
-    }
+    return comprehensiveness, sufficiency
 
 
 def _check_sentence(words: Sequence[str], scores: np.ndarray) -> None:

@@ -3,7 +3,8 @@
 ``evaluate_student``'s keys, all in percent like the paper: accuracy (test split),
 validation_accuracy (the split to tune on, e.g. ``dvc exp run -S student.settings.guided.beta=0.3``;
 never report it as a result), and ERASER comprehensiveness / sufficiency (AOPC) with the rationale =
-the top words by the student's own Integrated Gradients toward its predicted label. Where params ask:
+the top words by the student's own Integrated Gradients toward its predicted label, on at most
+``evaluation.eraser_sentences`` test sentences (a sample fixed by id, ``capped_pool``). Where params ask:
 ``comprehensiveness_grad_input`` / ``sufficiency_grad_input`` (the rationale by gradient x input),
 ``average_group_accuracy`` / ``worst_group_accuracy`` (over label x group cells of the test split),
 and per target dataset ``accuracy@<target>``, ``transfer_gap@<target>`` (accuracy - accuracy@target)
@@ -195,7 +196,7 @@ def evaluate_student(model, tokenizer, *, test: pl.DataFrame, validation: pl.Dat
         tokenizer: its fast tokenizer.
         test: id, text, label (and ``params.group_column`` where set) of the test split.
         validation: id, text, label of the validation split.
-        params: ``evaluation`` (batch size, IG steps, ERASER fractions, rationales, group column).
+        params: ``evaluation`` (batch size, IG steps, ERASER fractions, sentences and rationales, group column).
         max_length: tokens per sentence.
         device: where the model runs.
         targets: ``params.targets`` -> their test splits.
@@ -218,8 +219,10 @@ def evaluate_student(model, tokenizer, *, test: pl.DataFrame, validation: pl.Dat
                                                 max_length=max_length, device=device), strict=True))
         return np.stack([known[text] for text in texts]) if texts else np.zeros((0, model.config.num_labels))
 
-    def faithful(frame: pl.DataFrame, probabilities: np.ndarray, *, at: str = "") -> dict[str, float]:
+    def faithful(frame: pl.DataFrame, *, at: str = "") -> dict[str, float]:
+        frame = capped_pool(frame, max_rows=params.eraser_sentences, seed=0)
         sentences = [t.split() for t in frame["text"]]
+        probabilities = predict(frame["text"].to_list())  # read from ``known``
         out = {}
         for method in params.rationales:
             scores = rationale_scores(model, tokenizer, sentences, labels=probabilities.argmax(axis=1), method=method,
@@ -233,7 +236,7 @@ def evaluate_student(model, tokenizer, *, test: pl.DataFrame, validation: pl.Dat
     metrics = {
         "accuracy": _accuracy(model, test, probabilities),
         "validation_accuracy": _accuracy(model, validation, predict(validation["text"].to_list())),
-        **faithful(test, probabilities),
+        **faithful(test),
     }
     if params.group_column is not None:
         if params.group_column not in test.columns:
@@ -251,7 +254,7 @@ def evaluate_student(model, tokenizer, *, test: pl.DataFrame, validation: pl.Dat
         accuracy = _accuracy(model, frame, target_probabilities)
         metrics |= {f"accuracy@{name}": accuracy, f"transfer_gap@{name}": metrics["accuracy"] - accuracy}
         if params.target_faithfulness:
-            metrics |= faithful(frame, target_probabilities, at=f"@{name}")
+            metrics |= faithful(frame, at=f"@{name}")
     if decoy_copies is not None:
         metrics |= decoy_metrics(model, tokenizer, decoy_copies, decoys=decoys, predict=predict, params=params,
                                  max_length=max_length)

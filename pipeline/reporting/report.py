@@ -831,10 +831,16 @@ def _paired_cells(run: pl.DataFrame, reference: pl.DataFrame, metrics: list[str]
     return pairs, [_paired_cell((pairs[m] - pairs[f"{m}_reference"]).to_numpy()) for m in metrics]
 
 
-def _paired_cell(differences: np.ndarray) -> str:
+def paired_ci(differences: np.ndarray) -> tuple[float, float]:
+    """The report's 95 % CI of the mean of paired differences, shape (n,): percentile bootstrap, seeded."""
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     resampled = differences[rng.integers(0, len(differences), size=(BOOTSTRAP_RESAMPLES, len(differences)))]
     low, high = np.percentile(resampled.mean(axis=1), [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _paired_cell(differences: np.ndarray) -> str:
+    low, high = paired_ci(differences)
     cell = f"{differences.mean():+.2f} [{low:+.2f}, {high:+.2f}]" + ("*" if low > 0 or high < 0 else "")
     if np.count_nonzero(differences) >= WILCOXON_MIN_PAIRS:
         cell += f" p={wilcoxon(differences).pvalue:.3f}"

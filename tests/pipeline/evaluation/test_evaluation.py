@@ -42,6 +42,27 @@ def test_evaluate_student_scores_the_test_and_validation_sets_and_the_attack_its
     assert adversarial == {"adv_add_accuracy": 100.0, "adv_replace_accuracy": 0.0, "adv_accuracy": 50.0}
 
 
+def test_eraser_reads_at_most_eraser_sentences_a_sample_fixed_by_id_and_accuracy_the_whole_split(minilm):
+    from pipeline.data.fewshot import capped_pool
+
+    model, tokenizer = minilm
+    sentences = [t.split() for t in TEXTS]
+    predicted = predict_proba(model, tokenizer, sentences, batch_size=4, max_length=32, device="cpu").argmax(axis=1)
+    names = [model.config.id2label[int(i)] for i in predicted]
+    test = _frame(names[:3] + [model.config.id2label[(int(predicted[3]) + 1) % 3]])  # 3 of 4 right
+    capped = PARAMS.model_copy(update={"eraser_sentences": 2})
+    sample = capped_pool(test, max_rows=2, seed=0)
+    every = evaluate_student(model, tokenizer, test=test, validation=test, params=PARAMS, max_length=32, device="cpu")
+    metrics = evaluate_student(model, tokenizer, test=test.reverse(), validation=test, params=capped, max_length=32,
+                               device="cpu")
+    on_sample = evaluate_student(model, tokenizer, test=sample, validation=test, params=PARAMS, max_length=32, device="cpu")
+    assert metrics["accuracy"] == every["accuracy"] == 75.0  # accuracy reads all four
+    for key in ("comprehensiveness", "sufficiency"):
+        # the same two sentences in any file order (batched with the other two, so equal to float rounding)
+        assert metrics[key] == pytest.approx(on_sample[key], abs=1e-4)
+    assert abs(metrics["comprehensiveness"] - every["comprehensiveness"]) > 1e-2
+
+
 def test_profiles_ask_for_targets_groups_and_a_second_rationale(minilm):
     model, tokenizer = minilm
     predicted = predict_proba(model, tokenizer, [t.split() for t in TEXTS], batch_size=4, max_length=32, device="cpu")
