@@ -173,7 +173,8 @@ def results_table(frame: pl.DataFrame, *, metrics: dict[str, str] | None = None,
         lines += [
             f"### Setting `{group}`",
             "",
-            f"Mean ± sd (ddof=1) over replicates, in %; replicates per method: {counts}.",
+            f"Mean ± sd (ddof=1) over replicates, in %; replicates per method: {counts}. Com / Suf: ERASER AOPC on at "
+            "most `evaluation.eraser_sentences` test sentences (a sample fixed by id); accuracy reads the whole split.",
             "",
             _markdown_row(["Method", *header]),
             _markdown_row(["---"] + ["---:"] * len(header)),
